@@ -1,0 +1,621 @@
+// Package era tracks which blocks of a disk image or device were written in
+// which era, in user space, as the Linux device-mapper era target does in
+// the kernel, with metadata byte-compatible with the kernel's.
+//
+// A Device wraps an origin (any io.ReaderAt + io.WriterAt) and a metadata
+// store. Every write passes through to the origin, and the device records
+// which origin blocks it touched in the current era, a 32-bit counter that
+// Checkpoint moves on. WrittenSince answers "which blocks changed since era
+// N?", which is what an incremental backup copies.
+//
+// A write to a block not yet marked in the current era reaches the origin
+// only after the mark is committed to the metadata (written, synced,
+// superblock last). No crash can hide a change. A write to a block already
+// marked costs one bit test.
+package era
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/era-go/era/block"
+)
+
+// Store is what an origin and a metadata store must be.
+type Store interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+// Config sets up a Device.
+type Config struct {
+	// BlockSectors is the tracked block size in 512-byte sectors: > 0 and a
+	// multiple of 8, as the dm table's <block size>.
+	BlockSectors uint32
+	// OriginSize is the origin's size in bytes; 0: ask the origin (a
+	// Size() int64 method, or Stat() as *os.File has).
+	OriginSize int64
+	// MetadataSize is the metadata store's size in bytes; 0: ask the store
+	// the same way.
+	MetadataSize int64
+	// CacheBlocks bounds the metadata block cache (4 KiB blocks); 0:
+	// block.DefaultCacheBlocks.
+	CacheBlocks int
+}
+
+// Device states.
+const (
+	stateOpen int32 = iota
+	stateFailed
+	stateClosed
+)
+
+// Device is an origin whose writes are tracked by era. It is safe for
+// concurrent use.
+type Device struct {
+	origin     Store
+	size       int64  // origin bytes
+	blockBytes uint64 // tracked block size
+	nrBlocks   uint64
+
+	state atomic.Int32
+	// cur holds the committed marks of the current era; the write path
+	// reads it without locks.
+	cur atomic.Pointer[writeset]
+
+	// mu serializes every metadata operation: marking, commits,
+	// checkpoints, snapshots, digest steps and queries.
+	mu      sync.Mutex
+	md      *metadata
+	failure error // why the device failed, in stateFailed
+
+	// spare is the cleared writeset the next era will use; nil while a
+	// retired writeset is still being drained and cleared.
+	spareMu   sync.Mutex
+	spareCond *sync.Cond
+	spare     *writeset
+
+	// queue holds first writes waiting for a commit (group commit).
+	queueMu sync.Mutex
+	queue   []*markRequest
+
+	kick       chan struct{}
+	stopDigest chan struct{}
+	digestDone chan struct{}
+
+	commits atomic.Uint64
+}
+
+type markRequest struct {
+	lo, hi uint64
+	done   chan error
+}
+
+// Open opens the era device over the metadata store meta and origin. It is a table load
+// plus resume in dm terms: it formats the metadata when block 0 is all
+// zero, otherwise it validates the superblock and refuses another block
+// size (ErrBlockSizeMismatch); it resizes the era array to the origin's
+// block count; it archives a current writeset left by a crash, starts a new
+// era and commits. A fresh device therefore starts at era 1, as the kernel's.
+func Open(meta, origin interface {
+	io.ReaderAt
+	io.WriterAt
+}, cfg Config) (*Device, error) {
+	if cfg.BlockSectors == 0 || cfg.BlockSectors%8 != 0 {
+		return nil, fmt.Errorf("block size of %d sectors: must be a positive multiple of 8: %w", cfg.BlockSectors, ErrInvalidConfig)
+	}
+	originSize, err := sizeOf(origin, cfg.OriginSize, "origin")
+	if err != nil {
+		return nil, err
+	}
+	metaSize, err := sizeOf(meta, cfg.MetadataSize, "metadata")
+	if err != nil {
+		return nil, err
+	}
+	blockBytes := uint64(cfg.BlockSectors) * 512
+	nrBlocks := (uint64(originSize) + blockBytes - 1) / blockBytes
+	if nrBlocks == 0 || nrBlocks >= 1<<31 {
+		return nil, fmt.Errorf("origin of %d bytes is %d blocks of %d bytes; want 1 to 2^31-1: %w", originSize, nrBlocks, blockBytes, ErrInvalidConfig)
+	}
+	bm := block.NewManager(meta, uint64(metaSize)/block.Size, cfg.CacheBlocks)
+	if bm.NrBlocks() < 4 {
+		return nil, fmt.Errorf("metadata of %d bytes is too small: %w", metaSize, ErrNoSpace)
+	}
+	formatted, err := isFormatted(bm)
+	if err != nil {
+		return nil, err
+	}
+	var md *metadata
+	if formatted {
+		md, err = openMetadata(bm)
+	} else {
+		md, err = formatMetadata(bm, cfg.BlockSectors)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if md.sb.DataBlockSize != cfg.BlockSectors {
+		return nil, fmt.Errorf("metadata block size is %d sectors, asked for %d: %w", md.sb.DataBlockSize, cfg.BlockSectors, ErrBlockSizeMismatch)
+	}
+	if err := md.resize(uint32(nrBlocks)); err != nil {
+		return nil, err
+	}
+	if err := md.rollover(); err != nil {
+		return nil, err
+	}
+	if err := md.commit(); err != nil {
+		return nil, err
+	}
+	d := &Device{
+		origin:     origin,
+		size:       originSize,
+		blockBytes: blockBytes,
+		nrBlocks:   nrBlocks,
+		md:         md,
+		spare:      newWriteset(nrBlocks),
+		kick:       make(chan struct{}, 1),
+		stopDigest: make(chan struct{}),
+		digestDone: make(chan struct{}),
+	}
+	d.spareCond = sync.NewCond(&d.spareMu)
+	d.cur.Store(newWriteset(nrBlocks))
+	go d.digestLoop()
+	d.kickDigest()
+	return d, nil
+}
+
+// sizeOf returns given if non-zero, else asks s for its size.
+func sizeOf(s any, given int64, what string) (int64, error) {
+	if given < 0 {
+		return 0, fmt.Errorf("%s size %d: %w", what, given, ErrInvalidConfig)
+	}
+	if given > 0 {
+		return given, nil
+	}
+	if sz, ok := s.(interface{ Size() int64 }); ok {
+		return sz.Size(), nil
+	}
+	if st, ok := s.(interface{ Stat() (os.FileInfo, error) }); ok {
+		fi, err := st.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("%s size: %w", what, err)
+		}
+		if fi.Mode()&os.ModeDevice == 0 {
+			return fi.Size(), nil
+		}
+	}
+	if sk, ok := s.(io.Seeker); ok { // block devices report their size this way
+		n, err := sk.Seek(0, io.SeekEnd)
+		if err != nil {
+			return 0, fmt.Errorf("%s size: %w", what, err)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("%s size unknown: set it in Config: %w", what, ErrInvalidConfig)
+}
+
+// usable returns nil while the device accepts changes.
+func (d *Device) usable() error {
+	switch d.state.Load() {
+	case stateOpen:
+		return nil
+	case stateClosed:
+		return ErrClosed
+	}
+	return fmt.Errorf("device failed (%v): %w", d.failure, ErrReadOnly)
+}
+
+// blocks returns the tracked blocks [lo, hi) that bytes [off, off+n) touch.
+func (d *Device) blocks(off int64, n int) (lo, hi uint64, err error) {
+	if off < 0 || n < 0 || off > d.size || int64(n) > d.size-off {
+		return 0, 0, fmt.Errorf("%d bytes at offset %d of a %d-byte origin: %w", n, off, d.size, ErrOutOfRange)
+	}
+	return uint64(off) / d.blockBytes, (uint64(off) + uint64(n) + d.blockBytes - 1) / d.blockBytes, nil
+}
+
+// ReadAt reads from the origin. A range that extends past the end of the
+// origin fails with ErrOutOfRange.
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	if d.state.Load() == stateClosed {
+		return 0, ErrClosed
+	}
+	if _, _, err := d.blocks(off, len(p)); err != nil {
+		return 0, err
+	}
+	return d.origin.ReadAt(p, off)
+}
+
+// WriteAt writes to the origin, marking every block the write touches in
+// the current era. A block not yet marked is marked and committed before any
+// byte reaches the origin; concurrent first writes share one commit. A
+// write whose blocks are all marked goes straight to the origin. If the mark
+// cannot be committed the write fails and the origin is untouched; if the
+// origin write fails its error is returned and the mark stays.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	lo, hi, err := d.blocks(off, len(p))
+	if err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, d.usable()
+	}
+	for {
+		if d.state.Load() != stateOpen {
+			return 0, d.usable()
+		}
+		ws := d.cur.Load()
+		ws.inflight.Add(1)
+		// Re-check after announcing the write: a checkpoint swaps the
+		// writeset, then waits for the old one's writes to drain.
+		if d.cur.Load() == ws && ws.allSet(lo, hi) {
+			n, err := d.origin.WriteAt(p, off)
+			ws.inflight.Add(-1)
+			return n, err
+		}
+		ws.inflight.Add(-1)
+		if err := d.mark(lo, hi); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// mark commits marks for [lo, hi) in the current era, sharing the commit
+// with every other first write waiting at the time (group commit).
+func (d *Device) mark(lo, hi uint64) error {
+	req := &markRequest{lo: lo, hi: hi, done: make(chan error, 1)}
+	d.queueMu.Lock()
+	d.queue = append(d.queue, req)
+	d.queueMu.Unlock()
+
+	d.mu.Lock()
+	select {
+	case err := <-req.done: // a committer took it while we waited
+		d.mu.Unlock()
+		return err
+	default:
+	}
+	d.queueMu.Lock()
+	batch := d.queue
+	d.queue = nil
+	d.queueMu.Unlock()
+	err := d.commitMarks(batch)
+	for _, r := range batch {
+		r.done <- err
+	}
+	d.mu.Unlock()
+	return <-req.done
+}
+
+// commitMarks sets the on-disk bits of every unmarked block of the batch,
+// commits once, and only then sets the in-core bits.
+func (d *Device) commitMarks(batch []*markRequest) error {
+	if err := d.usable(); err != nil {
+		return err
+	}
+	ws := d.cur.Load()
+	var blocks []uint64
+	for _, r := range batch {
+		blocks = ws.unmarked(r.lo, r.hi, blocks)
+	}
+	if len(blocks) == 0 {
+		return nil
+	}
+	slices.Sort(blocks)
+	blocks = slices.Compact(blocks)
+	if err := d.md.mark(blocks); err != nil {
+		return d.abort(err)
+	}
+	if err := d.commit(); err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		ws.set(b)
+	}
+	return nil
+}
+
+// commit commits the metadata; a failure puts the device in fail mode.
+func (d *Device) commit() error {
+	if err := d.md.commit(); err != nil {
+		return d.abort(err)
+	}
+	d.commits.Add(1)
+	return nil
+}
+
+// abort handles an error in the middle of a metadata change. A full
+// metadata store leaves the last commit intact: the change is dropped and
+// the metadata reopened from it. Anything else (a failed write or sync)
+// leaves the store's state unknown: the device fails, refusing changes
+// until reopened, while reads and queries go on.
+func (d *Device) abort(err error) error {
+	if errors.Is(err, ErrNoSpace) && !errors.Is(err, ErrCorrupt) {
+		d.md.tm.Abort()
+		md, rerr := openMetadata(d.md.bm)
+		if rerr == nil {
+			d.md = md
+			return err
+		}
+		err = fmt.Errorf("%w (and reopening the last commit failed: %v)", err, rerr)
+	}
+	if d.state.CompareAndSwap(stateOpen, stateFailed) {
+		d.failure = err
+	}
+	return err
+}
+
+// Checkpoint starts a new era: it archives the current writeset, creates
+// the next one and commits. The era always increments. It returns once
+// every write tracked in the old era has reached the origin.
+func (d *Device) Checkpoint() error {
+	return d.rollover(false)
+}
+
+// TakeSnapshot starts a new era, as Checkpoint, and holds a metadata
+// snapshot of the state at that point: OpenSnapshot on the metadata store
+// reads it while the device goes on. A second one fails with
+// ErrSnapshotExists.
+func (d *Device) TakeSnapshot() error {
+	return d.rollover(true)
+}
+
+// rollover moves to a new era, with a metadata snapshot if asked.
+func (d *Device) rollover(snapshot bool) error {
+	d.mu.Lock()
+	if err := d.usable(); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	if snapshot && d.md.sb.MetadataSnap != 0 {
+		d.mu.Unlock()
+		return ErrSnapshotExists
+	}
+	next := d.takeSpare()
+	err := d.md.rollover()
+	if err == nil && snapshot {
+		err = d.md.takeSnapshot()
+	}
+	if err != nil {
+		err = d.abort(err)
+	} else {
+		err = d.commit()
+	}
+	if err != nil {
+		d.returnSpare(next)
+		d.mu.Unlock()
+		return err
+	}
+	old := d.cur.Swap(next)
+	d.mu.Unlock()
+	d.kickDigest()
+	d.retire(old)
+	return nil
+}
+
+// takeSpare returns the cleared writeset for the next era, waiting while a
+// retired one is still being cleared.
+func (d *Device) takeSpare() *writeset {
+	d.spareMu.Lock()
+	defer d.spareMu.Unlock()
+	for d.spare == nil {
+		d.spareCond.Wait()
+	}
+	ws := d.spare
+	d.spare = nil
+	return ws
+}
+
+func (d *Device) returnSpare(ws *writeset) {
+	d.spareMu.Lock()
+	d.spare = ws
+	d.spareMu.Unlock()
+	d.spareCond.Broadcast()
+}
+
+// retire waits for the writes in flight on a replaced writeset, clears it
+// and keeps it as the spare. It runs without d.mu, so writers are not
+// held up by the O(nr_blocks) clear.
+func (d *Device) retire(ws *writeset) {
+	drain(ws)
+	ws.reset()
+	d.returnSpare(ws)
+}
+
+// drain waits until no write is in flight on ws.
+func drain(ws *writeset) {
+	for spins := 0; ws.inflight.Load() != 0; spins++ {
+		if spins < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+}
+
+// DropSnapshot releases the held metadata snapshot; ErrNoSnapshot if none.
+func (d *Device) DropSnapshot() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.usable(); err != nil {
+		return err
+	}
+	if d.md.sb.MetadataSnap == 0 {
+		return ErrNoSnapshot
+	}
+	if err := d.md.dropSnapshot(); err != nil {
+		return d.abort(err)
+	}
+	return d.commit()
+}
+
+// Message runs a dm-era message: "checkpoint", "take_metadata_snap" or
+// "drop_metadata_snap" (one word, any case). Anything else fails with
+// ErrInvalidMessage.
+func (d *Device) Message(msg string) error {
+	switch strings.ToLower(strings.TrimSpace(msg)) {
+	case "checkpoint":
+		return d.Checkpoint()
+	case "take_metadata_snap":
+		return d.TakeSnapshot()
+	case "drop_metadata_snap":
+		return d.DropSnapshot()
+	}
+	return fmt.Errorf("%q: %w", msg, ErrInvalidMessage)
+}
+
+// WrittenSince returns the blocks written in era n or later (every block
+// whose era is >= n), as ascending, coalesced ranges. It merges the era
+// array, the archived writesets and the current writeset.
+func (d *Device) WrittenSince(n uint32) ([]Range, error) {
+	return d.WrittenSinceContext(context.Background(), n)
+}
+
+// WrittenSinceContext is WrittenSince with a context that can end a long
+// query.
+func (d *Device) WrittenSinceContext(ctx context.Context, n uint32) ([]Range, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set, err := d.md.trees().writtenSince(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return rangesOf(set), nil
+}
+
+// BlockEra returns the era in which block b was last written (0: never
+// since tracking began).
+func (d *Device) BlockEra(b uint64) (uint32, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.md.trees().blockEra(b)
+}
+
+// NrBlocks returns the number of tracked origin blocks.
+func (d *Device) NrBlocks() uint64 { return d.nrBlocks }
+
+// BlockBytes returns the tracked block size in bytes.
+func (d *Device) BlockBytes() uint64 { return d.blockBytes }
+
+// Size returns the origin's size in bytes.
+func (d *Device) Size() int64 { return d.size }
+
+// Sync commits pending metadata changes (digest progress) and syncs the
+// origin if it has a Sync method.
+func (d *Device) Sync() error {
+	d.mu.Lock()
+	err := d.usable()
+	if err == nil {
+		err = d.commit()
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if s, ok := d.origin.(block.Syncer); ok {
+		return s.Sync()
+	}
+	return nil
+}
+
+// Close archives the current writeset, stops the background digest and
+// commits; nothing is written after that final commit. Every call after
+// Close returns ErrClosed.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	prev := d.state.Swap(stateClosed)
+	d.mu.Unlock()
+	if prev == stateClosed {
+		return ErrClosed
+	}
+	drain(d.cur.Load())
+	close(d.stopDigest)
+	<-d.digestDone
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if prev == stateFailed {
+		return fmt.Errorf("device had failed (%v): %w", d.failure, ErrReadOnly)
+	}
+	if err := d.md.archive(); err != nil {
+		return err
+	}
+	if err := d.md.commit(); err != nil {
+		return err
+	}
+	d.commits.Add(1)
+	return nil
+}
+
+// kickDigest wakes the digest worker.
+func (d *Device) kickDigest() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// digestFlushBlocks is how many dirty metadata blocks the digest lets
+// build up before writing them out (without a sync; the next commit makes
+// them durable).
+const digestFlushBlocks = 256
+
+// digestLoop folds archived writesets into the era array, a bounded step
+// at a time, off the write path: between steps it releases the lock that
+// first writes need. It commits when it has nothing left to do.
+func (d *Device) digestLoop() {
+	defer close(d.digestDone)
+	for {
+		select {
+		case <-d.stopDigest:
+			return
+		case <-d.kick:
+		}
+		for d.digestOnce() {
+			select {
+			case <-d.stopDigest:
+				return
+			default:
+			}
+			runtime.Gosched()
+		}
+	}
+}
+
+// digestOnce runs one digest step and reports whether to go on.
+func (d *Device) digestOnce() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Load() != stateOpen {
+		return false
+	}
+	more, err := d.md.digestStep()
+	if err != nil {
+		d.abort(err)
+		return false
+	}
+	if !more {
+		d.commit()
+		return false
+	}
+	if d.md.tm.Dirty() > digestFlushBlocks {
+		if err := d.md.tm.Flush(); err != nil {
+			d.abort(err)
+			return false
+		}
+	}
+	return true
+}
+
+// sortRanges sorts ranges by start (used by callers that merge).
+func sortRanges(rs []Range) {
+	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.Begin, b.Begin) })
+}

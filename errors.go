@@ -1,0 +1,42 @@
+package era
+
+import (
+	"errors"
+
+	"github.com/era-go/era/block"
+	"github.com/era-go/era/transaction"
+)
+
+// Errors returned by the package. Test for them with errors.Is: they are
+// wrapped with the block and the check that failed.
+var (
+	// ErrCorrupt reports metadata that fails a check: a checksum, a
+	// location, or a rule of the on-disk format. It is the same value as
+	// block.ErrCorrupt.
+	ErrCorrupt = block.ErrCorrupt
+	// ErrNoSpace reports a metadata store with no free block left. The
+	// write that needed a new mark did not happen.
+	ErrNoSpace = block.ErrNoSpace
+	// ErrBlockSizeMismatch reports metadata formatted for another block size.
+	ErrBlockSizeMismatch = errors.New("data block size differs from the metadata's")
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("era device is closed")
+	// ErrSnapshotExists is returned by TakeSnapshot while one is held.
+	ErrSnapshotExists = errors.New("a metadata snapshot is already held")
+	// ErrNoSnapshot is returned by DropSnapshot and OpenSnapshot when none is held.
+	ErrNoSnapshot = errors.New("no metadata snapshot is held")
+	// ErrOutOfRange reports a read, write or block number past the end of
+	// the origin.
+	ErrOutOfRange = errors.New("out of range")
+	// ErrInvalidMessage reports a message other than checkpoint,
+	// take_metadata_snap and drop_metadata_snap.
+	ErrInvalidMessage = errors.New("invalid message")
+	// ErrReadOnly is returned by writes once a metadata write or sync has
+	// failed (the device's fail mode, as dm's), and by changes through a
+	// read-only view. Reads and queries go on working; reopen to recover.
+	ErrReadOnly = transaction.ErrReadOnly
+	// ErrInvalidConfig reports an unusable Config (block size, sizes).
+	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrEraOverflow is returned when the 32-bit era counter would wrap.
+	ErrEraOverflow = errors.New("era counter would wrap past 2^32-1")
+)

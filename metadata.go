@@ -1,0 +1,369 @@
+package era
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/era-go/era/array"
+	"github.com/era-go/era/block"
+	"github.com/era-go/era/btree"
+	"github.com/era-go/era/spacemap"
+	"github.com/era-go/era/transaction"
+)
+
+// metadata is the era target's metadata: the superblock, the space map, the
+// tree of archived writesets, the era array and the current writeset. It
+// does what dm-era-target.c's metadata functions do (format.md §7): format,
+// open, commit, resize, archive, new era, digest and metadata snapshots.
+// It is not safe for concurrent use; the Device serializes calls.
+type metadata struct {
+	bm     *block.Manager
+	tm     *transaction.Manager
+	sm     *spacemap.SpaceMap
+	sb     Superblock // in-core copy, written by commit
+	wsTree *btree.Tree
+	eras   *array.Array
+	bits   *array.Bitset
+
+	digest digestState
+}
+
+// digestState is the progress of folding the oldest archived writeset into
+// the era array. It lives only in memory: a digest cut short by a crash is
+// redone from the start, which gives the same result.
+type digestState struct {
+	active bool
+	era    uint32
+	info   WritesetInfo
+	next   uint64 // next bit to fold
+}
+
+// eraValueSize is the size of an era-array value (u32 LE).
+const eraValueSize = 4
+
+// newMetadata wires the trees to a transaction manager.
+func newMetadata(bm *block.Manager, tm *transaction.Manager) *metadata {
+	md := &metadata{bm: bm, tm: tm}
+	md.bits = array.NewBitset(tm)
+	md.eras = array.New(tm, eraValueSize)
+	md.wsTree = btree.New(tm, writesetValueType(tm, md.bits))
+	return md
+}
+
+// writesetValueType is the value type of the writeset tree: a 12-byte
+// WritesetInfo that holds a reference to its bitset's root. Equality
+// compares exactly the 12 packed bytes (a kernel bug compared 16, §8).
+func writesetValueType(tm *transaction.Manager, bits *array.Bitset) btree.ValueType {
+	return btree.ValueType{
+		Size:  writesetInfoSize,
+		Inc:   func(v []byte) error { return tm.Inc(decodeWritesetInfo(v).Root) },
+		Dec:   func(v []byte) error { return bits.Delete(decodeWritesetInfo(v).Root) },
+		Equal: func(a, b []byte) bool { return bytes.Equal(a[:writesetInfoSize], b[:writesetInfoSize]) },
+	}
+}
+
+// isFormatted reports whether block 0 holds anything but zeros.
+func isFormatted(bm *block.Manager) (bool, error) {
+	data, err := bm.ReadRaw(0)
+	if err != nil {
+		return false, fmt.Errorf("read block 0: %w", err)
+	}
+	for _, b := range data {
+		if b != 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// formatMetadata writes fresh metadata as the kernel does (format.md §7.3):
+// era 0, no writesets, an empty era array, then commits.
+func formatMetadata(bm *block.Manager, blockSectors uint32) (*metadata, error) {
+	tm := transaction.New(bm, nil)
+	sm, err := spacemap.Create(tm, bm.NrBlocks())
+	if err != nil {
+		return nil, err
+	}
+	md := newMetadata(bm, tm)
+	md.sm = sm
+	md.sb = Superblock{
+		Magic:             superblockMagic,
+		Version:           superblockVersion,
+		DataBlockSize:     blockSectors,
+		MetadataBlockSize: metadataBlockSize,
+	}
+	if md.sb.WritesetTreeRoot, err = md.wsTree.Empty(); err != nil {
+		return nil, err
+	}
+	if md.sb.EraArrayRoot, err = md.eras.Empty(); err != nil {
+		return nil, err
+	}
+	if err := md.commit(); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// openMetadata opens formatted metadata for change.
+func openMetadata(bm *block.Manager) (*metadata, error) {
+	sb, err := readSuperblock(bm, 0)
+	if err != nil {
+		return nil, err
+	}
+	if sb.Blocknr != 0 {
+		return nil, block.Corruptf(0, block.Superblock.Name, "stored location %d", sb.Blocknr)
+	}
+	tm := transaction.New(bm, nil)
+	sm, err := spacemap.Open(tm, sb.SpaceMapRoot[:])
+	if err != nil {
+		return nil, fmt.Errorf("open space map: %w", err)
+	}
+	md := newMetadata(bm, tm)
+	md.sm = sm
+	md.sb = *sb
+	if err := md.checkRoots(); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// checkRoots rejects superblock roots outside the space map, which the
+// trees would otherwise only find on first use.
+func (md *metadata) checkRoots() error {
+	n := md.sm.NrBlocks()
+	for _, r := range []struct {
+		name string
+		loc  uint64
+	}{
+		{"writeset tree root", md.sb.WritesetTreeRoot},
+		{"era array root", md.sb.EraArrayRoot},
+		{"current writeset root", md.sb.CurrentWriteset.Root},
+		{"metadata snapshot", md.sb.MetadataSnap},
+	} {
+		if r.loc >= n {
+			return block.Corruptf(0, block.Superblock.Name, "%s %d beyond the %d metadata blocks", r.name, r.loc, n)
+		}
+	}
+	return nil
+}
+
+// commit makes every change durable: the space map writes its blocks, every
+// dirty block is written and synced, then the superblock — carrying the
+// space-map root taken after the space map's own commit (a kernel bug saved
+// it before, §8) — is written and synced.
+func (md *metadata) commit() error {
+	if err := md.sm.Commit(); err != nil {
+		return fmt.Errorf("commit space map: %w", err)
+	}
+	if err := md.tm.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	md.sm.Root().Encode(md.sb.SpaceMapRoot[:])
+	md.sb.Flags = 0
+	md.sb.Blocknr = 0
+	data := make([]byte, block.Size)
+	md.sb.Encode(data)
+	if err := md.tm.WriteSuperblock(data); err != nil {
+		return fmt.Errorf("commit superblock: %w", err)
+	}
+	md.sm.Committed()
+	return nil
+}
+
+// resize sets the era array to n blocks (new ones at era 0). The writesets
+// keep their own bit counts (the kernel's fix de89afc1e40f: resizing must not
+// touch a loaded current writeset).
+func (md *metadata) resize(n uint32) error {
+	if n == md.sb.NrBlocks {
+		return nil
+	}
+	root, err := md.eras.Resize(md.sb.EraArrayRoot, uint64(md.sb.NrBlocks), uint64(n), make([]byte, eraValueSize))
+	if err != nil {
+		return fmt.Errorf("resize era array from %d to %d blocks: %w", md.sb.NrBlocks, n, err)
+	}
+	md.sb.EraArrayRoot = root
+	md.sb.NrBlocks = n
+	return nil
+}
+
+// archive moves the current writeset, if any, into the writeset tree under
+// the current era. The current writeset's reference passes to the tree.
+func (md *metadata) archive() error {
+	cur := md.sb.CurrentWriteset
+	if cur.Root == 0 {
+		return nil
+	}
+	root, err := md.wsTree.Insert(md.sb.WritesetTreeRoot, uint64(md.sb.CurrentEra), cur.bytes())
+	if err != nil {
+		return fmt.Errorf("archive writeset of era %d: %w", md.sb.CurrentEra, err)
+	}
+	md.sb.WritesetTreeRoot = root
+	md.sb.CurrentWriteset.Root = 0
+	return nil
+}
+
+// newEra starts the next era with an empty current writeset of nr_blocks bits.
+func (md *metadata) newEra() error {
+	if md.sb.CurrentWriteset.Root != 0 {
+		return errors.New("new era while a current writeset exists")
+	}
+	if md.sb.CurrentEra == ^uint32(0) {
+		return ErrEraOverflow
+	}
+	root, err := md.bits.Create(uint64(md.sb.NrBlocks))
+	if err != nil {
+		return fmt.Errorf("create writeset: %w", err)
+	}
+	md.sb.CurrentWriteset = WritesetInfo{NrBits: md.sb.NrBlocks, Root: root}
+	md.sb.CurrentEra++
+	return nil
+}
+
+// rollover archives the current writeset (one recovered after a crash too)
+// and starts a new era.
+func (md *metadata) rollover() error {
+	if err := md.archive(); err != nil {
+		return err
+	}
+	return md.newEra()
+}
+
+// mark sets blocks in the on-disk current writeset; commit makes it durable.
+func (md *metadata) mark(blocks []uint64) error {
+	cur := md.sb.CurrentWriteset
+	if cur.Root == 0 {
+		return errors.New("mark without a current writeset")
+	}
+	root, err := md.bits.SetBits(cur.Root, uint64(cur.NrBits), blocks)
+	if err != nil {
+		return fmt.Errorf("mark writeset of era %d: %w", md.sb.CurrentEra, err)
+	}
+	md.sb.CurrentWriteset.Root = root
+	return nil
+}
+
+// takeSnapshot clones the committed superblock and takes a reference on its
+// two trees (format.md §7.9). The caller rolls over and commits first, and
+// commits after.
+func (md *metadata) takeSnapshot() error {
+	if md.sb.MetadataSnap != 0 {
+		return ErrSnapshotExists
+	}
+	loc, data, err := md.tm.New(block.Superblock)
+	if err != nil {
+		return err
+	}
+	clone := md.sb
+	clone.Blocknr = loc
+	clone.MetadataSnap = 0
+	clone.Encode(data)
+	if err := md.tm.Inc(md.sb.WritesetTreeRoot); err != nil {
+		return err
+	}
+	if err := md.tm.Inc(md.sb.EraArrayRoot); err != nil {
+		return err
+	}
+	md.sb.MetadataSnap = loc
+	return nil
+}
+
+// dropSnapshot releases the clone's trees and the clone itself.
+func (md *metadata) dropSnapshot() error {
+	loc := md.sb.MetadataSnap
+	if loc == 0 {
+		return ErrNoSnapshot
+	}
+	data, err := md.tm.Read(loc, block.Superblock)
+	if err != nil {
+		return fmt.Errorf("read metadata snapshot: %w", err)
+	}
+	clone, err := DecodeSuperblock(loc, data)
+	if err != nil {
+		return err
+	}
+	if err := md.wsTree.Delete(clone.WritesetTreeRoot); err != nil {
+		return fmt.Errorf("drop snapshot's writeset tree: %w", err)
+	}
+	if err := md.eras.Delete(clone.EraArrayRoot); err != nil {
+		return fmt.Errorf("drop snapshot's era array: %w", err)
+	}
+	if err := md.tm.Dec(loc); err != nil {
+		return err
+	}
+	md.sb.MetadataSnap = 0
+	return nil
+}
+
+// digestBits is how many writeset bits one digest step folds: one bitset
+// array block's worth (509 words).
+const digestBits = 509 * 64
+
+// digestStep folds part of the oldest archived writeset into the era array
+// (format.md §7.8) and reports whether more work remains. When a writeset is
+// fully folded it is removed from the tree, which deletes its bitset. Its
+// changes ride on the next commit.
+func (md *metadata) digestStep() (bool, error) {
+	d := &md.digest
+	if !d.active {
+		key, v, ok, err := md.wsTree.Lowest(md.sb.WritesetTreeRoot)
+		if err != nil {
+			return false, fmt.Errorf("digest: %w", err)
+		}
+		if !ok {
+			return false, nil
+		}
+		if key > uint64(md.sb.CurrentEra) {
+			return false, block.Corruptf(md.sb.WritesetTreeRoot, "writeset tree", "writeset era %d beyond current era %d", key, md.sb.CurrentEra)
+		}
+		// A fresh state for every writeset: no word cached from the last
+		// one (kernel fix 2524933307fd).
+		*d = digestState{active: true, era: uint32(key), info: decodeWritesetInfo(v)}
+	}
+	limit := min(uint64(d.info.NrBits), uint64(md.sb.NrBlocks))
+	if d.next < limit {
+		end := min(limit, (d.next/digestBits+1)*digestBits)
+		words, err := md.bits.ReadWords(d.info.Root, uint64(d.info.NrBits), d.next/64, (end+63)/64)
+		if err != nil {
+			return false, fmt.Errorf("digest writeset of era %d: %w", d.era, err)
+		}
+		base := d.next / 64
+		era := d.era
+		root, err := md.eras.Update(md.sb.EraArrayRoot, d.next, end, func(i uint64, v []byte) bool {
+			if words[i/64-base]>>(i%64)&1 == 0 || binary.LittleEndian.Uint32(v) == era {
+				return false
+			}
+			binary.LittleEndian.PutUint32(v, era)
+			return true
+		})
+		if err != nil {
+			return false, fmt.Errorf("digest writeset of era %d into the era array: %w", d.era, err)
+		}
+		md.sb.EraArrayRoot = root
+		d.next = end
+		return true, nil
+	}
+	root, found, err := md.wsTree.Remove(md.sb.WritesetTreeRoot, uint64(d.era))
+	if err != nil {
+		return false, fmt.Errorf("digest: remove writeset of era %d: %w", d.era, err)
+	}
+	if !found {
+		return false, block.Corruptf(md.sb.WritesetTreeRoot, "writeset tree", "writeset of era %d vanished during digest", d.era)
+	}
+	md.sb.WritesetTreeRoot = root
+	*d = digestState{}
+	return true, nil
+}
+
+// trees returns the live trees for queries.
+func (md *metadata) trees() eraTrees {
+	return eraTrees{
+		tm:         md.tm,
+		nrBlocks:   md.sb.NrBlocks,
+		currentEra: md.sb.CurrentEra,
+		wsRoot:     md.sb.WritesetTreeRoot,
+		eraRoot:    md.sb.EraArrayRoot,
+		current:    md.sb.CurrentWriteset,
+	}
+}
