@@ -63,10 +63,13 @@ type IndexEntry struct {
 	NoneFreeBefore uint32 // every entry below this one is in use (a hint)
 }
 
-// DecodeIndex decodes the MaxBitmaps entries of an index block read from loc.
-// The checksum and location are the block layer's job; this checks nothing
-// the entries' values could break, since they are hints or checked on use.
-func DecodeIndex(data []byte) []IndexEntry {
+// DecodeIndex decodes the MaxBitmaps entries of an index block. The
+// checksum and location are the block layer's job; the entries' values are
+// hints or are checked where they are used.
+func DecodeIndex(data []byte) ([]IndexEntry, error) {
+	if len(data) != block.Size {
+		return nil, fmt.Errorf("space-map index: %d bytes, want %d: %w", len(data), block.Size, block.ErrCorrupt)
+	}
 	le := binary.LittleEndian
 	entries := make([]IndexEntry, MaxBitmaps)
 	for i := range entries {
@@ -77,7 +80,7 @@ func DecodeIndex(data []byte) []IndexEntry {
 			NoneFreeBefore: le.Uint32(data[off+12:]),
 		}
 	}
-	return entries
+	return entries, nil
 }
 
 // encodeIndex writes entries into an index block buffer (header zeroed;

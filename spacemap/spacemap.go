@@ -153,7 +153,10 @@ func Open(tm *transaction.Manager, root []byte) (*SpaceMap, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries := DecodeIndex(data)
+	entries, err := DecodeIndex(data)
+	if err != nil {
+		return nil, err
+	}
 	seen := map[uint64]bool{}
 	for i := range sm.cur {
 		e := entries[i]

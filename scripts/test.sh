@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on a fresh machine:
+# installs thin-provisioning-tools (era_check, era_dump, era_invalidate,
+# era_restore) when missing, then gofmt, go vet and go test -race.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v era_check >/dev/null 2>&1 && [ ! -x /usr/sbin/era_check ]; then
+	echo "== installing thin-provisioning-tools"
+	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq thin-provisioning-tools >/dev/null
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+echo "== gofmt"
+unformatted=$(gofmt -l . | grep -v '^vendor/' || true)
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -timeout 30m "$@" ./...
