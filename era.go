@@ -348,8 +348,9 @@ func (d *Device) abort(err error) error {
 		}
 		err = fmt.Errorf("%w (and reopening the last commit failed: %v)", err, rerr)
 	}
-	if d.state.CompareAndSwap(stateOpen, stateFailed) {
-		d.failure = err
+	if d.state.Load() == stateOpen { // d.mu is held: no other change races
+		d.failure = err // before the state, which readers load first
+		d.state.Store(stateFailed)
 	}
 	return err
 }

@@ -176,17 +176,29 @@ func (md *metadata) commit() error {
 // keep their own bit counts (the kernel's fix de89afc1e40f: resizing must not
 // touch a loaded current writeset).
 func (md *metadata) resize(n uint32) error {
-	if n == md.sb.NrBlocks {
-		return nil
+	// Grow in steps, writing the new blocks out between them, so the dirty
+	// set stays bounded (they are unreachable until the commit).
+	for md.sb.NrBlocks != n {
+		next := n
+		if n > md.sb.NrBlocks {
+			next = uint32(min(uint64(n), uint64(md.sb.NrBlocks)+resizeStep))
+		}
+		root, err := md.eras.Resize(md.sb.EraArrayRoot, uint64(md.sb.NrBlocks), uint64(next), make([]byte, eraValueSize))
+		if err != nil {
+			return fmt.Errorf("resize era array from %d to %d blocks: %w", md.sb.NrBlocks, n, err)
+		}
+		md.sb.EraArrayRoot = root
+		md.sb.NrBlocks = next
+		if err := md.tm.Flush(); err != nil {
+			return err
+		}
 	}
-	root, err := md.eras.Resize(md.sb.EraArrayRoot, uint64(md.sb.NrBlocks), uint64(n), make([]byte, eraValueSize))
-	if err != nil {
-		return fmt.Errorf("resize era array from %d to %d blocks: %w", md.sb.NrBlocks, n, err)
-	}
-	md.sb.EraArrayRoot = root
-	md.sb.NrBlocks = n
 	return nil
 }
+
+// resizeStep is how many era-array values one resize step adds: 256 array
+// blocks (1 MiB of dirty metadata).
+const resizeStep = 256 * 1018
 
 // archive moves the current writeset, if any, into the writeset tree under
 // the current era. The current writeset's reference passes to the tree.

@@ -13,6 +13,13 @@ if ! command -v era_check >/dev/null 2>&1 && [ ! -x /usr/sbin/era_check ]; then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
+# The kernel interop test boots Linux's dm-era under qemu when the harness
+# of ../shared is there (it installs qemu and fetches the kernel packages).
+if [ -x ../shared/tools/kernel-era/run.sh ] && [ -z "${ERA_KERNEL_TESTS+x}" ]; then
+	export ERA_KERNEL_TESTS=1
+	../shared/tools/kernel-era/setup.sh >/dev/null
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l . | grep -v '^vendor/' || true)
 if [ -n "$unformatted" ]; then

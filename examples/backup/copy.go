@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/era-go/era"
+)
+
+// DefaultChunkBytes is the most data one chunk file holds.
+const DefaultChunkBytes = 4 << 20
+
+// Source is what a backup reads: era metadata, for the snapshot, and the
+// image the blocks are copied from.
+type Source struct {
+	// Device is the era device when the backup agent owns it (in-process
+	// mode): Backup takes the metadata snapshot and drops it, also when
+	// the copy fails. Nil: external mode, where the process that owns the
+	// device (or the kernel) must hold a snapshot (TakeSnapshot,
+	// take_metadata_snap) for the whole backup, and drops it afterwards.
+	Device *era.Device
+	// Meta is the metadata store; OpenSnapshot reads the held snapshot
+	// from it.
+	Meta io.ReaderAt
+	// Origin is the image. Nil with a Device: the Device itself.
+	Origin io.ReaderAt
+	// Size is the image size in bytes. 0 with a Device: Device.Size().
+	Size int64
+}
+
+// Options tune Backup.
+type Options struct {
+	// ChunkBytes bounds a chunk file; 0: DefaultChunkBytes. It is rounded
+	// down to whole blocks, at least one.
+	ChunkBytes int
+	// Progress reports the bytes read; nil: none.
+	Progress Progress
+}
+
+// Result is what Backup did.
+type Result struct {
+	Backup Backup
+	// Cleaned lists what an interrupted earlier run had left and this
+	// run removed, relative to the repository.
+	Cleaned []string
+}
+
+// Backup takes a backup of kind Full or Incremental into the repository.
+//
+// It takes (in-process) or finds (external) the metadata snapshot, opens
+// it with era.OpenSnapshot, and copies every block (Full) or the blocks
+// written since the era the previous backup recorded (Incremental), as
+// chunk files. The new backup records the snapshot's era. The manifest is
+// replaced last: until then the repository is as it was, and what a
+// failed or killed run left is removed by the next one.
+//
+// Before it writes anything it checks the image and metadata against the
+// repository: ErrImageMismatch, ErrBlockSize, ErrEraBackwards,
+// era.ErrNoSnapshot (external mode without a held snapshot),
+// era.ErrSnapshotExists (in-process with a snapshot already held).
+func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (res *Result, err error) {
+	if kind != Full && kind != Incremental {
+		return nil, fmt.Errorf("backup kind %q: want %q or %q", kind, Full, Incremental)
+	}
+	mode := "external"
+	if d := src.Device; d != nil {
+		mode = "device"
+		if src.Origin == nil {
+			src.Origin = d
+		}
+		if src.Size == 0 {
+			src.Size = d.Size()
+		}
+	}
+	if src.Meta == nil || src.Origin == nil || src.Size <= 0 {
+		return nil, errors.New("backup source: metadata, image and image size are required")
+	}
+
+	unlock, err := r.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	m, err := r.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{}
+	if res.Cleaned, err = r.cleanup(m); err != nil {
+		return nil, fmt.Errorf("remove what an interrupted backup left: %w", err)
+	}
+	var prev *Backup
+	if n := len(m.Backups); n > 0 {
+		prev = &m.Backups[n-1]
+	}
+	if kind == Incremental && prev == nil {
+		return nil, fmt.Errorf("%s holds no backup to continue from; take a full backup first: %w", r.Dir, ErrNoBackup)
+	}
+	if prev != nil && src.Size != prev.ImageSize {
+		return nil, fmt.Errorf("image is %d bytes, backup %d in %s is of a %d-byte image: %w",
+			src.Size, prev.ID, r.Dir, prev.ImageSize, ErrImageMismatch)
+	}
+
+	if d := src.Device; d != nil {
+		if prev != nil && d.BlockBytes() != prev.BlockBytes {
+			return nil, fmt.Errorf("device blocks are %d bytes, backup %d in %s used %d-byte blocks: %w",
+				d.BlockBytes(), prev.ID, r.Dir, prev.BlockBytes, ErrBlockSize)
+		}
+		st := d.Status()
+		if st.Held {
+			return nil, fmt.Errorf("the device already holds a metadata snapshot (another backup running, or one that crashed): %w", era.ErrSnapshotExists)
+		}
+		if kind == Incremental && st.CurrentEra < prev.Era {
+			return nil, eraBackwards(st.CurrentEra, prev)
+		}
+		if err := d.TakeSnapshot(); err != nil {
+			return nil, fmt.Errorf("take metadata snapshot: %w", err)
+		}
+		defer func() {
+			if derr := d.DropSnapshot(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("drop metadata snapshot: %w", derr))
+			}
+		}()
+	}
+
+	view, err := era.OpenSnapshot(src.Meta)
+	if errors.Is(err, era.ErrNoSnapshot) && src.Device == nil {
+		return nil, fmt.Errorf("metadata holds no snapshot: the process that owns the device must take one "+
+			"(Device.TakeSnapshot, or dmsetup message <dev> 0 take_metadata_snap) before the backup and drop it after: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open metadata snapshot: %w", err)
+	}
+	snapEra := view.CurrentEra()
+	blockBytes := uint64(view.BlockSectors()) * 512
+	if d := src.Device; d != nil && blockBytes != d.BlockBytes() {
+		return nil, fmt.Errorf("metadata snapshot has %d-byte blocks, the device %d-byte blocks: not this device's metadata: %w",
+			blockBytes, d.BlockBytes(), ErrImageMismatch)
+	}
+	if prev != nil && blockBytes != prev.BlockBytes {
+		return nil, fmt.Errorf("metadata tracks %d-byte blocks, backup %d in %s used %d-byte blocks: %w",
+			blockBytes, prev.ID, r.Dir, prev.BlockBytes, ErrBlockSize)
+	}
+	nrBlocks := (uint64(src.Size) + blockBytes - 1) / blockBytes
+	if view.NrBlocks() != nrBlocks {
+		return nil, fmt.Errorf("metadata tracks %d blocks, the %d-byte image has %d blocks of %d bytes: %w",
+			view.NrBlocks(), src.Size, nrBlocks, blockBytes, ErrImageMismatch)
+	}
+	if kind == Incremental && snapEra <= prev.Era {
+		return nil, eraBackwards(snapEra, prev)
+	}
+
+	var ranges []Range
+	switch kind {
+	case Full:
+		ranges = []Range{{0, nrBlocks}}
+	case Incremental:
+		changed, err := view.WrittenSinceContext(ctx, prev.Era)
+		if err != nil {
+			return nil, fmt.Errorf("blocks written since era %d: %w", prev.Era, err)
+		}
+		for _, c := range changed {
+			ranges = append(ranges, Range{c.Begin, c.End})
+		}
+	}
+
+	b := Backup{
+		ID:         len(m.Backups) + 1,
+		Kind:       kind,
+		Mode:       mode,
+		Era:        snapEra,
+		BlockBytes: blockBytes,
+		ImageSize:  src.Size,
+		Created:    time.Now().UTC().Truncate(time.Second),
+		Chunks:     []Chunk{},
+	}
+	if kind == Incremental {
+		b.SinceEra = prev.Era
+	}
+	dir := filepath.Join(r.Dir, backupsDir, backupDirName(b.ID))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir) // best effort; the next run removes it too
+		}
+	}()
+	start := time.Now()
+	c := newCopier(&b, src.Origin, opt)
+	if err := c.copy(ctx, dir, ranges); err != nil {
+		return nil, fmt.Errorf("backup %d: %w", b.ID, err)
+	}
+	b.Seconds = time.Since(start).Seconds()
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	m.Backups = append(m.Backups, b)
+	if err := m.check(); err != nil { // a bug here must not reach the disk
+		return nil, fmt.Errorf("new manifest: %w", err)
+	}
+	if err := r.writeManifest(m); err != nil {
+		return nil, fmt.Errorf("write manifest: %w", err)
+	}
+	res.Backup = b
+	return res, nil
+}
+
+// eraBackwards returns the error for metadata at era e after backup prev.
+func eraBackwards(e uint32, prev *Backup) error {
+	if e == prev.Era {
+		return fmt.Errorf("metadata snapshot is at era %d, the era backup %d already recorded: "+
+			"this snapshot was backed up; drop it and take a new one: %w", e, prev.ID, ErrEraBackwards)
+	}
+	return fmt.Errorf("metadata is at era %d, below era %d recorded by backup %d: "+
+		"the metadata was reformatted or belongs to another device; take a full backup into a new repository: %w",
+		e, prev.Era, prev.ID, ErrEraBackwards)
+}
+
+// copier copies blocks from the image into the chunk files of one backup.
+type copier struct {
+	b           *Backup
+	origin      io.ReaderAt
+	chunkBlocks uint64
+	prog        Progress
+	buf         []byte
+
+	dir string
+	cur *chunkWriter
+}
+
+// chunkWriter is the chunk file being written.
+type chunkWriter struct {
+	f      *os.File
+	h      hash.Hash
+	ranges []Range
+	bytes  int64
+	blocks uint64
+}
+
+func newCopier(b *Backup, origin io.ReaderAt, opt Options) *copier {
+	cb := opt.ChunkBytes
+	if cb <= 0 {
+		cb = DefaultChunkBytes
+	}
+	n := max(uint64(cb)/b.BlockBytes, 1)
+	return &copier{
+		b:           b,
+		origin:      origin,
+		chunkBlocks: n,
+		prog:        orNoProgress(opt.Progress),
+		buf:         make([]byte, n*b.BlockBytes),
+	}
+}
+
+// copy copies the blocks of ranges into chunk files in dir; all-zero
+// blocks go into the backup's zero ranges instead.
+func (c *copier) copy(ctx context.Context, dir string, ranges []Range) (err error) {
+	c.dir = dir
+	defer func() {
+		if c.cur != nil { // failed half way
+			c.cur.f.Close()
+		}
+	}()
+	var total int64
+	for _, r := range ranges {
+		total += rangeBytes(r, c.b.BlockBytes, c.b.ImageSize)
+	}
+	c.prog.Start(fmt.Sprintf("backup %d (%s)", c.b.ID, c.b.Kind), total)
+	defer c.prog.Done()
+	bb := c.b.BlockBytes
+	for _, r := range ranges {
+		for blk := r.Begin; blk < r.End; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ext := Range{blk, min(r.End, blk+c.chunkBlocks)}
+			p := c.buf[:rangeBytes(ext, bb, c.b.ImageSize)]
+			if err := readFull(c.origin, p, int64(blk*bb)); err != nil {
+				return fmt.Errorf("read image blocks [%d, %d): %w", ext.Begin, ext.End, err)
+			}
+			for i := range ext.Len() {
+				data := p[i*bb : min((i+1)*bb, uint64(len(p)))]
+				n := ext.Begin + i
+				if isZero(data) {
+					c.b.Zero = appendRange(c.b.Zero, n, n+1)
+					continue
+				}
+				if err := c.add(n, data); err != nil {
+					return err
+				}
+			}
+			c.b.Blocks += ext.Len()
+			c.b.ReadBytes += int64(len(p))
+			c.prog.Add(int64(len(p)))
+			blk = ext.End
+		}
+	}
+	return c.finish()
+}
+
+// add appends block n, data, to the chunk being written, starting one if
+// none is, and finishes the chunk when it is full.
+func (c *copier) add(n uint64, data []byte) error {
+	if c.cur == nil {
+		f, err := os.CreateTemp(c.dir, ".chunk-*"+tmpSuffix)
+		if err != nil {
+			return err
+		}
+		c.cur = &chunkWriter{f: f, h: sha256.New()}
+	}
+	w := c.cur
+	if _, err := w.f.Write(data); err != nil {
+		return err
+	}
+	w.h.Write(data)
+	w.ranges = appendRange(w.ranges, n, n+1)
+	w.bytes += int64(len(data))
+	w.blocks++
+	if w.blocks == c.chunkBlocks {
+		return c.finish()
+	}
+	return nil
+}
+
+// finish syncs the chunk being written, if any, and renames it to its
+// final name.
+func (c *copier) finish() error {
+	w := c.cur
+	if w == nil {
+		return nil
+	}
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	c.cur = nil
+	if err != nil {
+		return err
+	}
+	rel := chunkPath(c.b.ID, len(c.b.Chunks)+1)
+	if err := os.Rename(w.f.Name(), filepath.Join(c.dir, filepath.Base(rel))); err != nil {
+		return err
+	}
+	c.b.Chunks = append(c.b.Chunks, Chunk{
+		File:   rel,
+		Ranges: w.ranges,
+		Bytes:  w.bytes,
+		SHA256: hex.EncodeToString(w.h.Sum(nil)),
+	})
+	c.b.StoredBytes += w.bytes
+	return nil
+}
+
+// readFull reads len(p) bytes at off; an io.EOF with every byte read is
+// not an error.
+func readFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// zeroPage is what isZero compares with.
+var zeroPage [4096]byte
+
+// isZero reports whether p is all zero bytes.
+func isZero(p []byte) bool {
+	for len(p) > 0 {
+		n := min(len(p), len(zeroPage))
+		if !bytes.Equal(p[:n], zeroPage[:n]) {
+			return false
+		}
+		p = p[n:]
+	}
+	return true
+}
