@@ -63,6 +63,7 @@ const (
 // Device is an origin whose writes are tracked by era. It is safe for
 // concurrent use.
 type Device struct {
+	meta       Store
 	origin     Store
 	size       int64  // origin bytes
 	blockBytes uint64 // tracked block size
@@ -77,7 +78,8 @@ type Device struct {
 	// checkpoints, snapshots, digest steps and queries.
 	mu      sync.Mutex
 	md      *metadata
-	failure error // why the device failed, in stateFailed
+	bm      *block.Manager // md's block manager, for Stats
+	failure error          // why the device failed, in stateFailed
 
 	// spare is the cleared writeset the next era will use; nil while a
 	// retired writeset is still being drained and cleared.
@@ -94,6 +96,11 @@ type Device struct {
 	digestDone chan struct{}
 
 	commits atomic.Uint64
+	// firstWrites counts mark requests (writes that found a block
+	// unmarked); markCommits the commits made for them.
+	firstWrites, markCommits atomic.Uint64
+	// digesting is set while archived writesets wait to be digested.
+	digesting atomic.Bool
 }
 
 type markRequest struct {
@@ -157,11 +164,13 @@ func Open(meta, origin interface {
 		return nil, err
 	}
 	d := &Device{
+		meta:       meta,
 		origin:     origin,
 		size:       originSize,
 		blockBytes: blockBytes,
 		nrBlocks:   nrBlocks,
 		md:         md,
+		bm:         bm,
 		spare:      newWriteset(nrBlocks),
 		kick:       make(chan struct{}, 1),
 		stopDigest: make(chan struct{}),
@@ -169,6 +178,7 @@ func Open(meta, origin interface {
 	}
 	d.spareCond = sync.NewCond(&d.spareMu)
 	d.cur.Store(newWriteset(nrBlocks))
+	d.digesting.Store(true)
 	go d.digestLoop()
 	d.kickDigest()
 	return d, nil
@@ -272,6 +282,7 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 // mark commits marks for [lo, hi) in the current era, sharing the commit
 // with every other first write waiting at the time (group commit).
 func (d *Device) mark(lo, hi uint64) error {
+	d.firstWrites.Add(1)
 	req := &markRequest{lo: lo, hi: hi, done: make(chan error, 1)}
 	d.queueMu.Lock()
 	d.queue = append(d.queue, req)
@@ -318,6 +329,7 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 	if err := d.commit(); err != nil {
 		return err
 	}
+	d.markCommits.Add(1)
 	for _, b := range blocks {
 		ws.set(b)
 	}
@@ -397,6 +409,7 @@ func (d *Device) rollover(snapshot bool) error {
 		return err
 	}
 	old := d.cur.Swap(next)
+	d.digesting.Store(true)
 	d.mu.Unlock()
 	d.kickDigest()
 	d.retire(old)
@@ -605,6 +618,7 @@ func (d *Device) digestOnce() bool {
 	}
 	if !more {
 		d.commit()
+		d.digesting.Store(false)
 		return false
 	}
 	if d.md.tm.Dirty() > digestFlushBlocks {

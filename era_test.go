@@ -189,6 +189,9 @@ func TestDeviceAgainstModel(t *testing.T) {
 				}
 				if snapModel != nil && rng.IntN(20) == 0 {
 					v, err := OpenSnapshot(meta)
+					if rng.IntN(2) == 0 {
+						v, err = d.SnapshotView()
+					}
 					if err != nil {
 						t.Fatalf("OpenSnapshot: %v", err)
 					}

@@ -56,15 +56,7 @@ func foldedEras(t *testing.T, meta string) []uint32 {
 
 func tempFile(t *testing.T, size int64) *os.File {
 	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "meta")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
+	return tempFileAt(t, filepath.Join(t.TempDir(), "meta"), size)
 }
 
 func copyFile(t *testing.T, src string) *os.File {

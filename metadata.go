@@ -78,8 +78,12 @@ func isFormatted(bm *block.Manager) (bool, error) {
 	return false, nil
 }
 
-// formatMetadata writes fresh metadata as the kernel does (format.md §7.3):
-// era 0, no writesets, an empty era array, then commits.
+// formatMetadata creates fresh metadata as the kernel does (format.md §7.3):
+// era 0, no writesets, an empty era array. Unlike the kernel it does not
+// commit: Open resizes the era array and starts era 1 first, so no image a
+// crash can leave holds nr_blocks 0, which era_check 0.9.0 rejects
+// (format.md §9.1); a crash before that first commit leaves block 0 zero,
+// and the next Open formats again.
 func formatMetadata(bm *block.Manager, blockSectors uint32) (*metadata, error) {
 	tm := transaction.New(bm, nil)
 	sm, err := spacemap.Create(tm, bm.NrBlocks())
@@ -98,9 +102,6 @@ func formatMetadata(bm *block.Manager, blockSectors uint32) (*metadata, error) {
 		return nil, err
 	}
 	if md.sb.EraArrayRoot, err = md.eras.Empty(); err != nil {
-		return nil, err
-	}
-	if err := md.commit(); err != nil {
 		return nil, err
 	}
 	return md, nil

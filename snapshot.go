@@ -55,6 +55,16 @@ func OpenSnapshot(metadata io.ReaderAt) (*View, error) {
 	return newView(bm, clone, WritesetInfo{})
 }
 
+// SnapshotView opens the metadata snapshot the device holds, reading the
+// device's own metadata store: OpenSnapshot without the risk of naming the
+// wrong file. ErrNoSnapshot if none is held.
+func (d *Device) SnapshotView() (*View, error) {
+	if d.state.Load() == stateClosed {
+		return nil, ErrClosed
+	}
+	return OpenSnapshot(d.meta)
+}
+
 // openReadOnly reads and checks the superblock of a metadata store.
 func openReadOnly(metadata io.ReaderAt) (*block.Manager, *Superblock, error) {
 	nr := uint64(math.MaxUint64 / block.Size)

@@ -8,9 +8,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-
 	"github.com/era-go/era/block"
 )
 
@@ -191,12 +188,12 @@ func (r *arrayRun) update() {
 func (r *arrayRun) compare(what string) {
 	r.t.Helper()
 	got := readAll(r.t, r.a, r.root, uint64(len(r.m)))
-	if diff := cmp.Diff(r.m, model(got), cmpopts.EquateEmpty()); diff != "" {
+	if diff := diffModel(r.m, model(got)); diff != "" {
 		r.fail("%s: array differs from the model (-want +got):\n%s", what, diff)
 	}
 	if r.holding {
 		got := readAll(r.t, r.a, r.heldRoot, uint64(len(r.held)))
-		if diff := cmp.Diff(r.held, model(got), cmpopts.EquateEmpty()); diff != "" {
+		if diff := diffModel(r.held, model(got)); diff != "" {
 			r.fail("%s: held array differs from its model (-want +got):\n%s", what, diff)
 		}
 	}
@@ -208,7 +205,7 @@ func (r *arrayRun) compareFresh(what string, root uint64, m model) {
 	r.t.Helper()
 	a := New(r.e.fresh(), r.vs)
 	got := readAll(r.t, a, root, uint64(len(m)))
-	if diff := cmp.Diff(m, model(got), cmpopts.EquateEmpty()); diff != "" {
+	if diff := diffModel(m, model(got)); diff != "" {
 		r.fail("%s: array read from the bytes differs (-want +got):\n%s", what, diff)
 	}
 }

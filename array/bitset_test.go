@@ -7,9 +7,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/btree"
 )
@@ -85,7 +82,7 @@ func TestBitsetModel(t *testing.T) {
 	}
 	compare := func(what string) {
 		t.Helper()
-		if diff := cmp.Diff(m, bitsOf(t, b, root, nrBits), cmpopts.EquateEmpty()); diff != "" {
+		if diff := diffModel(m, bitsOf(t, b, root, nrBits)); diff != "" {
 			t.Fatalf("%s: bitset differs from the model (-want +got):\n%s", what, diff)
 		}
 		checkTrailingZero(t, b, root, nrBits)
@@ -172,7 +169,7 @@ func TestBitsetModel(t *testing.T) {
 		case k < 94:
 			e.commit()
 			fb := NewBitset(e.fresh())
-			if diff := cmp.Diff(m, bitsOf(t, fb, root, nrBits), cmpopts.EquateEmpty()); diff != "" {
+			if diff := diffModel(m, bitsOf(t, fb, root, nrBits)); diff != "" {
 				t.Fatalf("after commit: bitset read from the bytes differs (-want +got):\n%s", diff)
 			}
 		default:

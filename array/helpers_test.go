@@ -3,8 +3,11 @@ package array
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/btree"
@@ -223,3 +226,21 @@ func readAll(t testing.TB, a *Array, root, n uint64) [][]byte {
 }
 
 type btreeNode = btree.Node
+
+// diffModel compares an array or bitset read back with its model. Equal
+// contents (nil and empty alike) give ""; otherwise the go-cmp diff of a
+// window around the first difference, since diffing thousands of values
+// with go-cmp is slow.
+func diffModel[T any](want, got []T) string {
+	if len(want) == 0 && len(got) == 0 || reflect.DeepEqual(want, got) {
+		return ""
+	}
+	first := 0
+	for first < min(len(want), len(got)) && reflect.DeepEqual(want[first], got[first]) {
+		first++
+	}
+	lo := max(first-2, 0)
+	w, g := want[lo:min(len(want), first+3)], got[lo:min(len(got), first+3)]
+	return fmt.Sprintf("lengths %d and %d, first difference at index %d; from index %d:\n%s",
+		len(want), len(got), first, lo, cmp.Diff(w, g))
+}

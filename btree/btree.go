@@ -45,7 +45,8 @@ type ValueType struct {
 	// Size is the number of bytes of a value (4, 8, 12, ...).
 	Size int
 	// Inc, if not nil, takes a new reference on whatever v references. It
-	// is called for each value of a shared leaf that gets shadowed.
+	// is called for each value of a shared leaf (count > 1) that gets
+	// copied: shadowed, or merged into another node by Remove.
 	Inc func(v []byte) error
 	// Dec, if not nil, drops a reference on whatever v references. It is
 	// called when a value leaves the tree: overwritten by a different value,

@@ -45,13 +45,13 @@ func MaxEntries(valueSize int) int {
 // NrEntries*ValueSize bytes, value i at Values[i*ValueSize:]. Stale bytes
 // after the live entries on disk are not decoded.
 type Node struct {
-	Flags      uint32
-	Loc        uint64 // the block's own location (blocknr field)
-	NrEntries  uint32
-	MaxEntries uint32
-	ValueSize  uint32
-	Keys       []uint64
-	Values     []byte
+	Flags      uint32   // FlagInternal or FlagLeaf (other bits are kept as read)
+	Loc        uint64   // the block's own location (blocknr field)
+	NrEntries  uint32   // live entries; Encode sets it to len(Keys)
+	MaxEntries uint32   // capacity, which also places the values area
+	ValueSize  uint32   // bytes per value: 8 in internal nodes
+	Keys       []uint64 // the live keys, strictly ascending
+	Values     []byte   // the live values, packed
 }
 
 // IsLeaf reports whether the node is a leaf (its values are the tree's

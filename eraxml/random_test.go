@@ -1,6 +1,8 @@
 package eraxml
 
 import (
+	"github.com/era-go/era/internal/tooltest"
+
 	"bytes"
 	"fmt"
 	"math/rand/v2"
@@ -82,9 +84,7 @@ func fillRuns(r *rand.Rand, n uint32, set func(i uint32)) {
 }
 
 func TestRandomAgainstTools(t *testing.T) {
-	restore := needTool(t, "era_restore")
-	dump := needTool(t, "era_dump")
-	invalidate := needTool(t, "era_invalidate")
+	tooltest.Need(t, "era_restore")
 	seeds := 30
 	if testing.Short() {
 		seeds = 5
@@ -107,16 +107,16 @@ func TestRandomAgainstTools(t *testing.T) {
 			if err := os.Truncate(meta, 4<<20); err != nil {
 				t.Fatal(err)
 			}
-			runTool(t, restore, "-i", xmlPath, "-o", meta)
+			tooltest.Run(t, "era_restore", "-i", xmlPath, "-o", meta)
 
-			theirs := runTool(t, dump, meta)
+			theirs := tooltest.Run(t, "era_dump", meta)
 			checkSame(t, "WriteDump", ours, theirs)
 			logical := render(t, func(b *bytes.Buffer) error { return WriteLogicalDump(b, m, true) })
-			checkSame(t, "WriteLogicalDump(compat)", logical, runTool(t, dump, "--logical", meta))
+			checkSame(t, "WriteLogicalDump(compat)", logical, tooltest.Run(t, "era_dump", "--logical", meta))
 
 			for _, era := range []uint32{0, 1, m.CurrentEra / 2, m.CurrentEra, m.CurrentEra + 1, r.Uint32N(m.CurrentEra + 1)} {
 				got := render(t, func(b *bytes.Buffer) error { return WriteInvalidate(b, WrittenSince(m, era)) })
-				want := runTool(t, invalidate, "--written-since", fmt.Sprint(era), meta)
+				want := tooltest.Run(t, "era_invalidate", "--written-since", fmt.Sprint(era), meta)
 				checkSame(t, fmt.Sprintf("invalidate --written-since %d", era), got, want)
 			}
 

@@ -44,6 +44,10 @@ type Options struct {
 	ChunkBytes int
 	// Progress reports the bytes read; nil: none.
 	Progress Progress
+	// NoSync skips syncing chunk files before they are renamed and
+	// listed: for throwaway repositories (the demo, tests) only. The
+	// manifest is synced regardless.
+	NoSync bool
 }
 
 // Result is what Backup did.
@@ -66,7 +70,15 @@ type Result struct {
 // Before it writes anything it checks the image and metadata against the
 // repository: ErrImageMismatch, ErrBlockSize, ErrEraBackwards,
 // era.ErrNoSnapshot (external mode without a held snapshot),
-// era.ErrSnapshotExists (in-process with a snapshot already held).
+// era.ErrSnapshotExists (in-process with a snapshot already held). If the
+// copy succeeded and only dropping the snapshot failed, the backup is
+// recorded and its Result comes with the error.
+//
+// Blocks are read from the live image: a block the owner writes after the
+// snapshot may be copied with its newer data. Its era is the snapshot's or
+// later, so the next incremental copies it again; for a backup that is
+// exact to the snapshot, pause writes (or snapshot the image) while it
+// runs.
 func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (res *Result, err error) {
 	if kind != Full && kind != Incremental {
 		return nil, fmt.Errorf("backup kind %q: want %q or %q", kind, Full, Incremental)
@@ -201,8 +213,10 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		return nil, fmt.Errorf("backup %d: %w", b.ID, err)
 	}
 	b.Seconds = time.Since(start).Seconds()
-	if err := syncDir(dir); err != nil {
-		return nil, err
+	if !opt.NoSync {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
 	}
 	m.Backups = append(m.Backups, b)
 	if err := m.check(); err != nil { // a bug here must not reach the disk
@@ -222,7 +236,7 @@ func eraBackwards(e uint32, prev *Backup) error {
 			"this snapshot was backed up; drop it and take a new one: %w", e, prev.ID, ErrEraBackwards)
 	}
 	return fmt.Errorf("metadata is at era %d, below era %d recorded by backup %d: "+
-		"the metadata was reformatted or belongs to another device; take a full backup into a new repository: %w",
+		"the metadata was reformatted or belongs to another device; take a full backup to start a new chain: %w",
 		e, prev.Era, prev.ID, ErrEraBackwards)
 }
 
@@ -231,6 +245,7 @@ type copier struct {
 	b           *Backup
 	origin      io.ReaderAt
 	chunkBlocks uint64
+	noSync      bool
 	prog        Progress
 	buf         []byte
 
@@ -257,6 +272,7 @@ func newCopier(b *Backup, origin io.ReaderAt, opt Options) *copier {
 		b:           b,
 		origin:      origin,
 		chunkBlocks: n,
+		noSync:      opt.NoSync,
 		prog:        orNoProgress(opt.Progress),
 		buf:         make([]byte, n*b.BlockBytes),
 	}
@@ -339,7 +355,10 @@ func (c *copier) finish() error {
 	if w == nil {
 		return nil
 	}
-	err := w.f.Sync()
+	var err error
+	if !c.noSync {
+		err = w.f.Sync()
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}

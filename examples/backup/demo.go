@@ -30,6 +30,10 @@ type DemoConfig struct {
 	Writes int
 	// Seed seeds the random writes.
 	Seed uint64
+	// Sync makes backups and restores sync their files as the command
+	// line tool does. Off, the demo's throwaway files stay in the page
+	// cache (the era metadata is synced at every commit either way).
+	Sync bool
 	// Dir holds the image, metadata, repository and restored images; ""
 	// makes a temporary directory, removed at the end unless Keep.
 	Dir  string
@@ -118,13 +122,17 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 	bb := int64(d.BlockBytes())
 	fmt.Fprintf(out, "demo in %s: %s sparse image, %s blocks (%d), era %d\n",
 		dir, fmtBytes(size), fmtBytes(bb), d.NrBlocks(), d.Status().CurrentEra)
+	if !cfg.Sync {
+		fmt.Fprintf(out, "(backups and restores skip fsync of their throwaway files; --sync to include it)\n")
+	}
 
 	w := &demoWrites{d: d, size: size, bb: bb, seed: cfg.Seed}
+	t0 := time.Now()
 	if err := w.initial(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "wrote %s of initial data through the era device\n", fmtBytes(w.written))
-	opt := Options{Progress: prog}
+	fmt.Fprintf(out, "wrote %s of initial data through the era device in %s\n", fmtBytes(w.written), fmtSeconds(time.Since(t0).Seconds()))
+	opt := Options{Progress: prog, NoSync: !cfg.Sync}
 	record := func(r *Result) error {
 		sum, err := hashImage(ctx, image, size, prog, "hash image")
 		if err != nil {
@@ -147,9 +155,13 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 	for round := 1; round <= cfg.Rounds; round++ {
 		// Three bursts of writes with a checkpoint after each of the
 		// first two: the incremental spans three eras.
-		start := w.written
+		start, t0 := w.written, time.Now()
 		for burst := range 3 {
-			if err := w.random(round*3+burst, cfg.Writes/3); err != nil {
+			n := cfg.Writes / 3
+			if burst == 2 {
+				n = cfg.Writes - 2*n
+			}
+			if err := w.random(round*3+burst, n); err != nil {
 				return nil, err
 			}
 			if burst < 2 {
@@ -158,8 +170,8 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 				}
 			}
 		}
-		fmt.Fprintf(out, "round %d: %d random writes (%s) over 3 eras, 2 checkpoints; era now %d\n",
-			round, cfg.Writes/3*3, fmtBytes(w.written-start), d.Status().CurrentEra)
+		fmt.Fprintf(out, "round %d: %d random writes (%s) in %s over 3 eras, 2 checkpoints; era now %d\n",
+			round, cfg.Writes, fmtBytes(w.written-start), fmtSeconds(time.Since(t0).Seconds()), d.Status().CurrentEra)
 		if round == 2 {
 			r, err = externalBackup(ctx, repo, d, filepath.Join(dir, "meta.bin"), filepath.Join(dir, "image.img"), opt)
 		} else {
@@ -189,16 +201,21 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 	for i := range res.Points {
 		p := &res.Points[i]
 		outFile := filepath.Join(dir, fmt.Sprintf("restore-%d.img", p.Backup.ID))
-		rr, err := repo.Restore(ctx, RestoreOptions{To: p.Backup.ID, Out: outFile, Verify: true, Progress: prog})
+		rr, err := repo.Restore(ctx, RestoreOptions{To: p.Backup.ID, Out: outFile, Progress: prog, NoSync: !cfg.Sync})
 		if err != nil {
 			return nil, err
 		}
-		p.Got, p.Restore = rr.SHA256, rr.Seconds
+		p.Restore = rr.Seconds
+		if p.Got, err = hashFile(ctx, outFile, prog); err != nil {
+			return nil, err
+		}
 		if p.Got != p.Want {
 			mismatch = errors.Join(mismatch, fmt.Errorf("backup %d: restored SHA-256 %s, image had %s: %w",
 				p.Backup.ID, p.Got, p.Want, ErrDemoMismatch))
 		}
-		os.Remove(outFile) // keep the disk use down; the hash is what counts
+		if !cfg.Keep && cfg.Dir == "" {
+			os.Remove(outFile) // keep the disk use down; the hash is what counts
+		}
 	}
 
 	fmt.Fprintln(out)
@@ -241,6 +258,20 @@ func externalBackup(ctx context.Context, repo *Repo, d *era.Device, metaPath, im
 	return r, errors.Join(err, d.DropSnapshot())
 }
 
+// hashFile returns the SHA-256 of the file name.
+func hashFile(ctx context.Context, name string, prog Progress) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	size, err := fileSize(f)
+	if err != nil {
+		return "", err
+	}
+	return hashImage(ctx, f, size, prog, "hash "+filepath.Base(name))
+}
+
 // createSparse creates (or truncates) a file of size bytes with no data.
 func createSparse(name string, size int64) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -266,14 +297,14 @@ type demoWrites struct {
 	hot []int64 // offsets written before, for rewrites
 }
 
-// initial writes the first eighth of the image in 4 MiB writes and 200
-// scattered writes, one of them the image's last bytes.
+// initial writes the first sixteenth of the image in 4 MiB writes, the
+// image's last bytes, and 200 random writes.
 func (w *demoWrites) initial() error {
 	rng := rand.New(rand.NewPCG(w.seed, 0))
 	buf := make([]byte, 4<<20)
-	for off := int64(0); off < w.size/8; off += int64(len(buf)) {
+	for off := int64(0); off < w.size/16; off += int64(len(buf)) {
 		fill(rng, buf)
-		n := min(int64(len(buf)), w.size/8-off)
+		n := min(int64(len(buf)), w.size/16-off)
 		if _, err := w.d.WriteAt(buf[:n], off); err != nil {
 			return err
 		}
@@ -288,10 +319,7 @@ func (w *demoWrites) initial() error {
 	return w.random(0, 200)
 }
 
-// random makes n random writes from demoWriters goroutines: a quarter
-// rewrite a place written before, one in twenty writes zeros over whole
-// blocks, the rest land anywhere with any length up to three blocks, so
-// most straddle a block boundary.
+// random makes n random writes from demoWriters goroutines (see pick).
 func (w *demoWrites) random(stream, n int) error {
 	var wg sync.WaitGroup
 	errs := make([]error, demoWriters)
@@ -319,9 +347,13 @@ func (w *demoWrites) random(stream, n int) error {
 	return errors.Join(errs...)
 }
 
-// pick returns the offset and data of one random write.
+// pick returns the offset and data of one random write: one in twenty
+// writes zeros over whole blocks, a quarter rewrite a place written before,
+// some are large (up to three blocks, across boundaries), and the rest are
+// small (up to 8 KiB), half of them straddling a block boundary.
 func (w *demoWrites) pick(rng *rand.Rand, buf []byte) (int64, []byte) {
-	switch x := rng.IntN(20); {
+	x := rng.IntN(20)
+	switch {
 	case x == 0: // zeros over whole blocks
 		nb := 1 + rng.Int64N(2)
 		blk := rng.Int64N(w.size/w.bb - nb)
@@ -336,13 +368,24 @@ func (w *demoWrites) pick(rng *rand.Rand, buf []byte) (int64, []byte) {
 		}
 		w.mu.Unlock()
 		if off >= 0 {
-			data := buf[:min(1+rng.Int64N(w.bb), w.size-off)]
+			data := buf[:min(1+rng.Int64N(4096), w.size-off)]
 			fill(rng, data)
 			return off, data
 		}
 	}
-	n := 1 + rng.Int64N(int64(len(buf)))
-	off := rng.Int64N(w.size - n)
+	var n, off int64
+	switch {
+	case x < 9: // large
+		n = 1 + rng.Int64N(int64(len(buf)))
+		off = rng.Int64N(w.size - n)
+	case x < 15: // small, across a boundary
+		n = 2 + rng.Int64N(8191)
+		boundary := w.bb * (1 + rng.Int64N(w.size/w.bb-1))
+		off = max(0, min(boundary-1-rng.Int64N(n-1), w.size-n))
+	default: // small, anywhere
+		n = 1 + rng.Int64N(8192)
+		off = rng.Int64N(w.size - n)
+	}
 	data := buf[:n]
 	fill(rng, data)
 	w.mu.Lock()
@@ -396,15 +439,16 @@ func short(h string) string {
 }
 
 // cmdDemo runs "backup demo".
-func cmdDemo(ctx context.Context, args []string, stdout io.Writer) error {
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := DefaultDemo
-	fs := newFlags("demo", stdout)
+	fs := newFlags("demo", stderr)
 	fs.IntVar(&cfg.SizeMiB, "size", cfg.SizeMiB, "image size in `MiB`")
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "incremental backups")
 	fs.IntVar(&cfg.Writes, "writes", cfg.Writes, "random writes per round")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	fs.StringVar(&cfg.Dir, "dir", "", "work in this `directory` and keep it (default: a temporary one)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory")
+	fs.BoolVar(&cfg.Sync, "sync", false, "sync backup chunks and restored images to disk, as the other commands do")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

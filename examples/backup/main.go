@@ -9,7 +9,7 @@
 //	backup restore --repo DIR --out FILE [--to N] [--verify] [--force]
 //	backup verify  --repo DIR
 //	backup list    --repo DIR
-//	backup demo    [--size MiB] [--dir DIR] [--keep] [--seed N]
+//	backup demo    [--size MiB] [--rounds N] [--writes N] [--seed N] [--dir DIR] [--keep] [--sync]
 //
 // Without --external the tool owns the era device: it opens the metadata
 // and image with era.Open (creating and formatting the metadata file if it
@@ -62,7 +62,7 @@ Usage:
   backup restore --repo DIR --out FILE [--to N] [--verify] [--force]
   backup verify  --repo DIR
   backup list    --repo DIR
-  backup demo    [--size MiB] [--dir DIR] [--keep] [--seed N]
+  backup demo    [--size MiB] [--rounds N] [--writes N] [--seed N] [--dir DIR] [--keep] [--sync]
 
 Run "backup COMMAND -h" for a command's flags.
 `
@@ -81,13 +81,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "incr", "incremental":
 		err = cmdBackup(ctx, Incremental, rest, stdout, stderr)
 	case "restore":
-		err = cmdRestore(ctx, rest, stdout)
+		err = cmdRestore(ctx, rest, stdout, stderr)
 	case "verify":
-		err = cmdVerify(ctx, rest, stdout)
+		err = cmdVerify(ctx, rest, stdout, stderr)
 	case "list":
-		err = cmdList(rest, stdout)
+		err = cmdList(rest, stdout, stderr)
 	case "demo":
-		err = cmdDemo(ctx, rest, stdout)
+		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -324,8 +324,8 @@ func fileSize(f *os.File) (int64, error) {
 }
 
 // cmdRestore runs "backup restore".
-func cmdRestore(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("restore", stdout)
+func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("restore", stderr)
 	repoDir := fs.String("repo", "", "repository `directory`")
 	to := fs.Int("to", 0, "backup `ID` to restore (default: the latest)")
 	out := fs.String("out", "", "image `file` to create")
@@ -359,8 +359,8 @@ func cmdRestore(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // cmdVerify runs "backup verify".
-func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("verify", stdout)
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify", stderr)
 	repoDir := fs.String("repo", "", "repository `directory`")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -390,8 +390,8 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // cmdList runs "backup list".
-func cmdList(args []string, stdout io.Writer) error {
-	fs := newFlags("list", stdout)
+func cmdList(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("list", stderr)
 	repoDir := fs.String("repo", "", "repository `directory`")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -57,6 +57,7 @@ func (p *barProgress) Start(desc string, total int64) {
 		progressbar.OptionSetWriter(p.w),
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
 		progressbar.OptionUseIECUnits(true),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(80*time.Millisecond),

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,13 +171,14 @@ func rangeBytes(r Range, blockBytes uint64, size int64) int64 {
 	return end - int64(r.Begin*blockBytes)
 }
 
-// EraRange describes the eras a backup holds, "1-6" or "6-9".
+// EraRange describes the eras a backup holds: "≤6" for a full backup
+// (every block, written in era 6 or before, or never), "7-9" for an
+// incremental.
 func (b *Backup) EraRange() string {
-	lo := b.SinceEra
 	if b.Kind == Full {
-		lo = 0
+		return fmt.Sprintf("≤%d", b.Era-1)
 	}
-	return fmt.Sprintf("%d-%d", lo, b.Era-1)
+	return fmt.Sprintf("%d-%d", b.SinceEra, b.Era-1)
 }
 
 // check returns an ErrManifest error naming the first rule m breaks.
@@ -201,18 +203,21 @@ func (m *Manifest) check() error {
 				return bad("backup %d is of a %d-byte image in %d-byte blocks, backup %d of a %d-byte image in %d-byte blocks",
 					b.ID, b.ImageSize, b.BlockBytes, p.ID, p.ImageSize, p.BlockBytes)
 			}
-			if b.Era <= p.Era {
-				return bad("backup %d ends at era %d, not after backup %d's era %d", b.ID, b.Era, p.ID, p.Era)
-			}
 		}
 		switch b.Kind {
-		case Full:
+		case Full: // a new chain: its eras need not follow the last backup's
+			if b.SinceEra != 0 {
+				return bad("full backup %d starts at era %d", b.ID, b.SinceEra)
+			}
 		case Incremental:
 			if i == 0 {
 				return bad("backup 1 is incremental; the first backup must be full")
 			}
 			if prev := m.Backups[i-1].Era; b.SinceEra != prev {
 				return bad("backup %d starts at era %d, backup %d ended at era %d", b.ID, b.SinceEra, b.ID-1, prev)
+			}
+			if b.Era <= b.SinceEra {
+				return bad("backup %d ends at era %d, not after its first era %d", b.ID, b.Era, b.SinceEra)
 			}
 		default:
 			return bad("backup %d has kind %q", b.ID, b.Kind)
@@ -373,9 +378,12 @@ func (r *Repo) writeManifest(m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	data = append(data, '\n')
+	data = append(pairRE.ReplaceAll(data, []byte("[$1, $2]")), '\n')
 	return writeFileAtomic(filepath.Join(r.Dir, manifestName), data)
 }
+
+// pairRE matches a block range as MarshalIndent spreads it over four lines.
+var pairRE = regexp.MustCompile(`\[\s+(\d+),\s+(\d+)\s+\]`)
 
 // writeFileAtomic writes data to name through a temporary file in the same
 // directory, synced and renamed, then syncs the directory.

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,8 +24,11 @@ type RestoreOptions struct {
 	// place, checks every block against the backups, and computes its
 	// SHA-256.
 	Verify bool
-	// Progress reports the bytes written; nil: none.
+	// Progress reports the chunk bytes read; nil: none.
 	Progress Progress
+	// NoSync skips syncing the restored image before the rename: for
+	// throwaway files (the demo, tests) only.
+	NoSync bool
 }
 
 // RestoreResult is what Restore did.
@@ -43,11 +45,17 @@ type RestoreResult struct {
 	SHA256 string
 }
 
-// Restore rebuilds the image as of backup opt.To into opt.Out: it applies
-// the latest full backup at or before it, then each incremental after that
-// full backup in order, to a temporary file next to Out, and renames it to
-// Out only when every chunk checked out (size and SHA-256) and, with
-// Verify, the file read back matches. On any error Out is left as it was.
+// Restore rebuilds the image as of backup opt.To into opt.Out: the latest
+// full backup at or before it with each incremental after that full backup
+// applied in order. It builds the image in a temporary file next to Out
+// and renames it to Out only when every chunk checked out (size and
+// SHA-256) and, with Verify, the file read back matches. On any error Out
+// is left as it was.
+//
+// Applying backups oldest first would write a block once per backup that
+// holds it; Restore gets the same image by going newest first and writing
+// each block once, from the newest backup that holds it (see walk). Zero
+// blocks are not written at all: the file starts as a hole.
 func (r *Repo) Restore(ctx context.Context, opt RestoreOptions) (res *RestoreResult, err error) {
 	start := time.Now()
 	m, err := r.Manifest()
@@ -92,52 +100,23 @@ func (r *Repo) Restore(ctx context.Context, opt RestoreOptions) (res *RestoreRes
 	}
 
 	prog := orNoProgress(opt.Progress)
-	var total int64
-	for i, b := range chain {
-		total += b.StoredBytes
-		if i > 0 { // the file starts all zero: the full backup's zero ranges are there already
-			for _, z := range b.Zero {
-				total += rangeBytes(z, b.BlockBytes, b.ImageSize)
-			}
+	err = r.walk(ctx, chain, prog, fmt.Sprintf("restore %d", target.ID), func(b *Backup, _ string, run Range, data []byte) error {
+		if data == nil {
+			return nil // zeros: the new file is all zero, and no block is written twice
 		}
-	}
-	prog.Start(fmt.Sprintf("restore %d", target.ID), total)
-	zero := make([]byte, min(int64(1<<20), target.ImageSize))
-	for i, b := range chain {
-		for ci := range b.Chunks {
-			if err := ctx.Err(); err != nil {
-				prog.Done()
-				return nil, err
-			}
-			data, err := r.readChunk(b, ci)
-			if err != nil {
-				prog.Done()
-				return nil, err
-			}
-			n, err := writeRanges(f, data, b.Chunks[ci].Ranges, b)
-			if err != nil {
-				prog.Done()
-				return nil, fmt.Errorf("write %s: %w", f.Name(), err)
-			}
-			res.Written += n
-			prog.Add(n)
+		if _, err := f.WriteAt(data, int64(run.Begin*b.BlockBytes)); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
 		}
-		if i == 0 {
-			continue
-		}
-		for _, z := range b.Zero {
-			n, err := writeZero(f, zero, z, b)
-			if err != nil {
-				prog.Done()
-				return nil, fmt.Errorf("write %s: %w", f.Name(), err)
-			}
-			res.Written += n
-			prog.Add(n)
-		}
-	}
-	prog.Done()
-	if err := f.Sync(); err != nil {
+		res.Written += int64(len(data))
+		return nil
+	})
+	if err != nil {
 		return nil, err
+	}
+	if !opt.NoSync {
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
 	}
 	if opt.Verify {
 		if res.SHA256, err = r.verifyImage(ctx, f, chain, prog); err != nil {
@@ -150,8 +129,10 @@ func (r *Repo) Restore(ctx context.Context, opt RestoreOptions) (res *RestoreRes
 	if err := os.Rename(f.Name(), opt.Out); err != nil {
 		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
-		return nil, err
+	if !opt.NoSync {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
@@ -201,32 +182,4 @@ func (r *Repo) readChunk(b *Backup, ci int) ([]byte, error) {
 			b.ID, ci+1, c.File, got, c.SHA256, ErrChunkCorrupt)
 	}
 	return data, nil
-}
-
-// writeRanges writes a chunk's data, the blocks of ranges concatenated, to
-// their places in w. It returns the bytes written.
-func writeRanges(w io.WriterAt, data []byte, ranges []Range, b *Backup) (int64, error) {
-	var off int64
-	for _, r := range ranges {
-		n := rangeBytes(r, b.BlockBytes, b.ImageSize)
-		if _, err := w.WriteAt(data[off:off+n], int64(r.Begin*b.BlockBytes)); err != nil {
-			return off, err
-		}
-		off += n
-	}
-	return off, nil
-}
-
-// writeZero writes zeros over the blocks of r, using the zero buffer.
-func writeZero(w io.WriterAt, zero []byte, r Range, b *Backup) (int64, error) {
-	pos := int64(r.Begin * b.BlockBytes)
-	end := pos + rangeBytes(r, b.BlockBytes, b.ImageSize)
-	for p := pos; p < end; {
-		n := min(int64(len(zero)), end-p)
-		if _, err := w.WriteAt(zero[:n], p); err != nil {
-			return p - pos, err
-		}
-		p += n
-	}
-	return end - pos, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,76 +65,117 @@ func (r *Repo) Verify(ctx context.Context, prog Progress) (*VerifyResult, error)
 	return res, errors.Join(res.Problems...)
 }
 
-// verifyImage reads a restored image back and checks every block against
-// the newest backup of chain that holds it (chunk data or a zero range),
-// then returns the image's SHA-256.
-func (r *Repo) verifyImage(ctx context.Context, f *os.File, chain []*Backup, prog Progress) (string, error) {
+// walk visits every block of the image as of the last backup of chain
+// once, with the data the newest backup of chain that holds it recorded:
+// it goes through the backups newest first, reading and checking each
+// chunk (readChunk), and calls fn for each run of consecutive blocks of a
+// chunk or zero range that no newer backup held, with their data (nil for
+// zeros). what names the chunk or zero ranges, for errors. The full backup
+// at the head of chain holds every block, so every block is visited.
+func (r *Repo) walk(ctx context.Context, chain []*Backup, prog Progress, desc string,
+	fn func(b *Backup, what string, run Range, data []byte) error) error {
 	target := chain[len(chain)-1]
 	nr := target.NrBlocks()
-	claimed := make([]uint64, (nr+63)/64)
-	isClaimed := func(n uint64) bool { return claimed[n/64]&(1<<(n%64)) != 0 }
-	var buf []byte
-	// check compares the unclaimed blocks of r in the image with want
-	// (nil: zeros), and claims them.
-	check := func(r Range, want []byte, b *Backup, what string) error {
-		n := rangeBytes(r, b.BlockBytes, b.ImageSize)
-		if int64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		got := buf[:n]
-		if err := readFull(f, got, int64(r.Begin*b.BlockBytes)); err != nil {
-			return fmt.Errorf("read back restored image: %w", err)
-		}
-		for blk := r.Begin; blk < r.End; blk++ {
-			if isClaimed(blk) {
+	seen := make([]uint64, (nr+63)/64)
+	isSeen := func(n uint64) bool { return seen[n/64]&(1<<(n%64)) != 0 }
+	visit := func(b *Backup, what string, rg Range, data []byte) error {
+		for blk := rg.Begin; blk < rg.End; {
+			if isSeen(blk) {
+				blk++
 				continue
 			}
-			lo := (blk - r.Begin) * b.BlockBytes
-			hi := lo + uint64(blockLen(blk, b.BlockBytes, b.ImageSize))
-			ok := false
-			if want == nil {
-				ok = isZero(got[lo:hi])
-			} else {
-				ok = string(got[lo:hi]) == string(want[lo:hi])
+			end := blk + 1
+			for end < rg.End && !isSeen(end) {
+				end++
 			}
-			if !ok {
-				return fmt.Errorf("block %d differs from backup %d %s: %w", blk, b.ID, what, ErrRestoreMismatch)
+			run := Range{blk, end}
+			var d []byte
+			if data != nil {
+				lo := (blk - rg.Begin) * b.BlockBytes
+				d = data[lo : lo+uint64(rangeBytes(run, b.BlockBytes, b.ImageSize))]
 			}
-			claimed[blk/64] |= 1 << (blk % 64)
+			if err := fn(b, what, run, d); err != nil {
+				return err
+			}
+			for n := blk; n < end; n++ {
+				seen[n/64] |= 1 << (n % 64)
+			}
+			blk = end
 		}
 		return nil
 	}
+	prog = orNoProgress(prog)
+	var total int64
+	for _, b := range chain {
+		total += b.StoredBytes
+	}
+	prog.Start(desc, total)
+	defer prog.Done()
 	for i := len(chain) - 1; i >= 0; i-- {
 		b := chain[i]
 		for ci := range b.Chunks {
 			if err := ctx.Err(); err != nil {
-				return "", err
+				return err
 			}
 			data, err := r.readChunk(b, ci)
 			if err != nil {
-				return "", err
+				return err
 			}
 			var off int64
+			what := fmt.Sprintf("chunk %d", ci+1)
 			for _, rg := range b.Chunks[ci].Ranges {
 				n := rangeBytes(rg, b.BlockBytes, b.ImageSize)
-				if err := check(rg, data[off:off+n], b, fmt.Sprintf("chunk %d", ci+1)); err != nil {
-					return "", err
+				if err := visit(b, what, rg, data[off:off+n]); err != nil {
+					return err
 				}
 				off += n
 			}
+			prog.Add(int64(len(data)))
 		}
 		for _, z := range b.Zero {
-			if err := check(z, nil, b, "zero ranges"); err != nil {
-				return "", err
+			if err := visit(b, "zero ranges", z, nil); err != nil {
+				return err
 			}
 		}
 	}
 	for n := range nr {
-		if !isClaimed(n) { // cannot happen: the manifest check makes a full backup hold every block
-			return "", fmt.Errorf("block %d is in no backup: %w", n, ErrRestoreMismatch)
+		if !isSeen(n) { // cannot happen: the manifest check makes a full backup hold every block
+			return fmt.Errorf("block %d is in no backup: %w", n, ErrManifest)
 		}
 	}
-	return hashImage(ctx, f, target.ImageSize, prog, fmt.Sprintf("verify %d", target.ID))
+	return nil
+}
+
+// verifyImage reads a restored image back and checks every block against
+// the newest backup of chain that holds it, then returns the image's
+// SHA-256.
+func (r *Repo) verifyImage(ctx context.Context, f *os.File, chain []*Backup, prog Progress) (string, error) {
+	target := chain[len(chain)-1]
+	var buf []byte
+	err := r.walk(ctx, chain, prog, fmt.Sprintf("verify %d", target.ID), func(b *Backup, what string, run Range, data []byte) error {
+		n := rangeBytes(run, b.BlockBytes, b.ImageSize)
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		got := buf[:n]
+		if err := readFull(f, got, int64(run.Begin*b.BlockBytes)); err != nil {
+			return fmt.Errorf("read back restored image: %w", err)
+		}
+		if data == nil && isZero(got) || data != nil && bytes.Equal(got, data) {
+			return nil
+		}
+		for blk := run.Begin; ; blk++ { // name the first block that differs
+			lo := (blk - run.Begin) * b.BlockBytes
+			hi := lo + uint64(blockLen(blk, b.BlockBytes, b.ImageSize))
+			if data == nil && !isZero(got[lo:hi]) || data != nil && !bytes.Equal(got[lo:hi], data[lo:hi]) {
+				return fmt.Errorf("restored image block %d differs from backup %d %s: %w", blk, b.ID, what, ErrRestoreMismatch)
+			}
+		}
+	})
+	if err != nil {
+		return "", err
+	}
+	return hashImage(ctx, f, target.ImageSize, prog, fmt.Sprintf("hash %d", target.ID))
 }
 
 // hashImage returns the SHA-256 of the first size bytes of r.

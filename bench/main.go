@@ -1,0 +1,452 @@
+// Command bench measures the era device against its speed targets (issue
+// 7) side by side in one run and prints a markdown table of ratios with
+// pass/fail (or JSON with -json):
+//
+//	go run ./bench            # full run, a few minutes
+//	go run ./bench -quick     # scaled down for CI, under 2 minutes
+//	go run ./bench -json      # machine-readable
+//
+// Every figure runs on real files in a temporary directory (-dir), so a
+// commit's syncs are real fsyncs. The same workloads back the `go test
+// -bench` benchmarks of the root package (bench_test.go).
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/era-go/era/bench/workload"
+)
+
+type config struct {
+	quick     bool
+	dur       time.Duration // per throughput run
+	reps      int           // throughput runs per configuration (median)
+	marked    int           // rounds of the marked-write comparison
+	markedOps int
+	queryReps int
+	cpMax     int // largest log2(nr_blocks) for checkpoints
+	cpReps    int
+	digRounds int
+	heapLog2  int
+	only      map[string]bool
+}
+
+func main() {
+	var (
+		quick   = flag.Bool("quick", false, "scaled down for CI (under 2 minutes)")
+		asJSON  = flag.Bool("json", false, "print JSON instead of the markdown table")
+		dir     = flag.String("dir", "", "directory for the temporary files (default: the system's)")
+		dur     = flag.Duration("dur", 0, "duration of each throughput run (default 2s, 500ms with -quick)")
+		reps    = flag.Int("reps", 0, "throughput runs per configuration, median taken (default 3, 1 with -quick)")
+		only    = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,checkpoint,digest,heap")
+		cpMax   = flag.Int("checkpoint-max", 0, "largest log2(nr_blocks) for the checkpoint figure (default 24, 20 with -quick)")
+		heapLog = flag.Int("heap-log2", 24, "log2(nr_blocks) of the heap figure's device")
+	)
+	flag.Parse()
+	c := config{quick: *quick, dur: 2 * time.Second, reps: 3, marked: 31, markedOps: 20000, queryReps: 9,
+		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog}
+	if c.quick {
+		c = config{quick: true, dur: 500 * time.Millisecond, reps: 1, marked: 11, markedOps: 10000, queryReps: 3,
+			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog}
+	}
+	if *dur > 0 {
+		c.dur = *dur
+	}
+	if *reps > 0 {
+		c.reps = *reps
+	}
+	if *cpMax > 0 {
+		c.cpMax = *cpMax
+	}
+	if *only != "" {
+		c.only = map[string]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			c.only[strings.TrimSpace(f)] = true
+		}
+	}
+	root, err := workload.TempDir(*dir, "era-bench-")
+	if err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(root)
+	log := os.Stderr
+	start := time.Now()
+	rep, err := run(c, root, log)
+	if err != nil {
+		os.RemoveAll(root)
+		fatal(err)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fatal(err)
+		}
+	} else {
+		printTable(os.Stdout, rep)
+	}
+	if !rep.AllPass {
+		os.Exit(1)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(2)
+}
+
+// Row is one line of the table.
+type Row struct {
+	Figure  string  `json:"figure"`
+	Ours    string  `json:"ours"`
+	Against string  `json:"against"`
+	Ratio   float64 `json:"ratio"`
+	Target  string  `json:"target"`
+	Pass    *bool   `json:"pass,omitempty"` // nil: reported, no target
+	Note    string  `json:"note,omitempty"`
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Command    string                               `json:"command"`
+	Machine    string                               `json:"machine"`
+	Quick      bool                                 `json:"quick"`
+	Rows       []Row                                `json:"rows"`
+	AllPass    bool                                 `json:"all_pass"`
+	Seconds    float64                              `json:"seconds"`
+	Marked     *workload.MarkedResult               `json:"marked,omitempty"`
+	Throughput map[string]workload.ThroughputResult `json:"throughput,omitempty"`
+	Query      *workload.QueryResult                `json:"query,omitempty"`
+	Checkpoint []workload.CheckpointResult          `json:"checkpoint,omitempty"`
+	Digest     *workload.DigestResult               `json:"digest,omitempty"`
+	Heap       *workload.HeapResult                 `json:"heap,omitempty"`
+}
+
+func (c config) want(fig string) bool { return c.only == nil || c.only[fig] }
+
+func pass(b bool) *bool { return &b }
+
+func run(c config, root string, log io.Writer) (*Report, error) {
+	rep := &Report{
+		Command:    "go run ./bench " + strings.Join(os.Args[1:], " "),
+		Machine:    fmt.Sprintf("%s/%s, %d CPUs, GOMAXPROCS %d, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version()),
+		Quick:      c.quick,
+		Throughput: map[string]workload.ThroughputResult{},
+	}
+	step := func(what string) func() {
+		fmt.Fprintf(log, "bench: %s ...", what)
+		t := time.Now()
+		return func() { fmt.Fprintf(log, " %.1fs\n", time.Since(t).Seconds()) }
+	}
+
+	// Heap first, while the process holds little else.
+	if c.want("heap") {
+		done := step(fmt.Sprintf("heap, 2^%d blocks", c.heapLog2))
+		h, err := workload.MeasureHeap(root, 1<<c.heapLog2, 0)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("heap: %w", err)
+		}
+		rep.Heap = &h
+	}
+	if c.want("marked") {
+		done := step("marked-block writes vs raw writes")
+		m, err := workload.MeasureMarked(root, c.marked, c.markedOps)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("marked: %w", err)
+		}
+		rep.Marked = &m
+	}
+	// Throughput: every configuration reps times, interleaved, median.
+	type tcfg struct {
+		key string
+		fn  func() (workload.ThroughputResult, error)
+	}
+	var tcs []tcfg
+	if c.want("first") {
+		for _, g := range []int{1, 16, 64} {
+			tcs = append(tcs, tcfg{fmt.Sprintf("era/%d", g), func() (workload.ThroughputResult, error) {
+				return workload.MeasureEraFirstWrites(root, g, c.dur)
+			}})
+		}
+	}
+	if c.want("bolt") {
+		for _, g := range []int{1, 16} {
+			for _, batch := range []bool{false, true} {
+				name := "update"
+				if batch {
+					name = "batch"
+				}
+				tcs = append(tcs, tcfg{fmt.Sprintf("bolt-%s/%d", name, g), func() (workload.ThroughputResult, error) {
+					return workload.MeasureBolt(root, g, batch, c.dur)
+				}})
+			}
+		}
+	}
+	if c.want("raw") {
+		tcs = append(tcs, tcfg{"raw-fsync/1", func() (workload.ThroughputResult, error) {
+			return workload.MeasureRawSync(root, c.dur)
+		}})
+	}
+	runs := map[string][]workload.ThroughputResult{}
+	for r := range c.reps {
+		for _, tc := range tcs {
+			done := step(fmt.Sprintf("first writes %s (run %d/%d)", tc.key, r+1, c.reps))
+			res, err := tc.fn()
+			done()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", tc.key, err)
+			}
+			runs[tc.key] = append(runs[tc.key], res)
+		}
+	}
+	for k, rs := range runs {
+		rep.Throughput[k] = medianRun(rs)
+	}
+	if c.want("query") {
+		done := step("WrittenSince vs era_invalidate, 1,000,000 blocks")
+		q, err := workload.MeasureQuery(root, workload.QueryBlocks, 8, c.queryReps)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("query: %w", err)
+		}
+		rep.Query = &q
+	}
+	if c.want("checkpoint") {
+		for lg := 10; lg <= c.cpMax; lg += 2 {
+			done := step(fmt.Sprintf("checkpoint, 2^%d blocks", lg))
+			cp, err := workload.MeasureCheckpoint(root, 1<<lg, c.cpReps)
+			done()
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint 2^%d: %w", lg, err)
+			}
+			rep.Checkpoint = append(rep.Checkpoint, cp)
+		}
+	}
+	if c.want("digest") {
+		done := step("writer latency during the digest of a 2^20-block writeset")
+		d, err := workload.MeasureDigestLatency(root, 1<<20, c.digRounds, 200)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("digest: %w", err)
+		}
+		rep.Digest = &d
+	}
+	rep.Rows = rows(rep)
+	rep.AllPass = true
+	for _, r := range rep.Rows {
+		if r.Pass != nil && !*r.Pass {
+			rep.AllPass = false
+		}
+	}
+	return rep, nil
+}
+
+// medianRun returns the run with the median throughput.
+func medianRun(rs []workload.ThroughputResult) workload.ThroughputResult {
+	best := rs[0]
+	ops := make([]float64, len(rs))
+	for i, r := range rs {
+		ops[i] = r.OpsPerSec
+	}
+	m := workload.Median(ops)
+	for _, r := range rs {
+		if r.OpsPerSec == m {
+			best = r
+		}
+	}
+	return best
+}
+
+func ops(r workload.ThroughputResult) string {
+	return fmt.Sprintf("%.0f writes/s (p99 %s)", r.OpsPerSec, dur(r.P99))
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.1f µs", float64(d)/1e3)
+	}
+}
+
+func ns(x float64) string { return dur(time.Duration(x)) }
+
+func mib(b uint64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }
+
+func rows(rep *Report) []Row {
+	var out []Row
+	if m := rep.Marked; m != nil {
+		out = append(out, Row{
+			Figure:  "4 KiB WriteAt to an already-marked block",
+			Ours:    ns(m.TrackedNs),
+			Against: "raw WriteAt, same file: " + ns(m.RawNs),
+			Ratio:   m.Ratio, Target: "≤ 1.05× the time",
+			Pass: pass(m.Ratio <= 1.05 && m.FirstWrites == 0),
+			Note: fmt.Sprintf("median of %d alternating rounds of %d writes", m.Rounds, m.Ops),
+		})
+	}
+	tp := rep.Throughput
+	e1, ok1 := tp["era/1"]
+	e16, ok16 := tp["era/16"]
+	e64, ok64 := tp["era/64"]
+	if ok1 && ok64 {
+		r := e64.OpsPerSec / e1.OpsPerSec
+		out = append(out, Row{
+			Figure:  "durable first writes, 64 goroutines vs 1",
+			Ours:    "64: " + ops(e64),
+			Against: "1: " + ops(e1),
+			Ratio:   r, Target: "≥ 8× the throughput", Pass: pass(r >= 8),
+			Note: fmt.Sprintf("%.1f first writes per commit at 64; metadata synced: %s", e64.MeanGroup, yes(e64.Synced)),
+		})
+	}
+	bestBolt := func(g int) (workload.ThroughputResult, string, bool) {
+		u, okU := tp[fmt.Sprintf("bolt-update/%d", g)]
+		b, okB := tp[fmt.Sprintf("bolt-batch/%d", g)]
+		switch {
+		case okU && okB:
+			if b.OpsPerSec > u.OpsPerSec {
+				return b, fmt.Sprintf("bbolt db.Batch %s (db.Update: %.0f/s)", ops(b), u.OpsPerSec), true
+			}
+			return u, fmt.Sprintf("bbolt db.Update %s (db.Batch: %.0f/s)", ops(u), b.OpsPerSec), true
+		case okU:
+			return u, "bbolt db.Update " + ops(u), true
+		}
+		return workload.ThroughputResult{}, "", false
+	}
+	if b, desc, ok := bestBolt(16); ok && ok16 {
+		r := e16.OpsPerSec / b.OpsPerSec
+		out = append(out, Row{
+			Figure:  "durable first writes, 16 writers, vs bbolt",
+			Ours:    ops(e16),
+			Against: desc,
+			Ratio:   r, Target: "≥ 3× the better of the two", Pass: pass(r >= 3),
+			Note: "bbolt syncs with fdatasync; era with fsync",
+		})
+	}
+	if b, desc, ok := bestBolt(1); ok && ok1 {
+		r := e1.OpsPerSec / b.OpsPerSec
+		out = append(out, Row{
+			Figure:  "durable first writes, 1 writer, vs bbolt",
+			Ours:    ops(e1),
+			Against: desc,
+			Ratio:   r, Target: "no slower (≥ 1×)", Pass: pass(r >= 1),
+		})
+	}
+	if raw, ok := tp["raw-fsync/1"]; ok && ok1 {
+		out = append(out, Row{
+			Figure:  "durable first writes, 1 writer, vs raw 4 KiB write + fsync",
+			Ours:    ops(e1),
+			Against: "raw write + fsync " + ops(raw),
+			Ratio:   e1.OpsPerSec / raw.OpsPerSec, Target: "reported: share of the raw rate",
+			Note: fmt.Sprintf("a commit is %.1f syncs (data, then superblock)", e1.SyncsPerCommit),
+		})
+	}
+	for _, k := range []string{"era/1", "era/16", "era/64"} {
+		if e, ok := tp[k]; ok {
+			out = append(out, Row{
+				Figure:  "metadata per commit, first writes, " + strings.TrimPrefix(k, "era/") + " writers",
+				Ours:    fmt.Sprintf("%.1f blocks written, %.1f syncs per commit", e.BlocksPerCommit, e.SyncsPerCommit),
+				Against: fmt.Sprintf("%.3f commits per first write", e.CommitsPerWrite),
+				Ratio:   e.CommitsPerWrite, Target: "reported",
+				Note: fmt.Sprintf("store has Sync: %s", yes(e.Synced)),
+			})
+		}
+	}
+	if q := rep.Query; q != nil {
+		row := Row{
+			Figure: fmt.Sprintf("WrittenSince(%d) over %d blocks after digest (%d ranges)", q.Since, q.NrBlocks, q.Ranges),
+			Ours: fmt.Sprintf("OpenView+WrittenSince+XML %s (OpenView+WrittenSince %s; open device %s)",
+				ns(q.ViewXMLNs), ns(q.ViewNs), ns(q.DeviceNs)),
+			Target: "≥ 2× faster",
+		}
+		if q.ToolErr != "" {
+			row.Against = "era_invalidate: " + q.ToolErr
+		} else {
+			row.Against = "era_invalidate 0.9.0 (exec): " + ns(q.ToolNs)
+			row.Ratio = q.ToolNs / q.ViewXMLNs
+			row.Pass = pass(row.Ratio >= 2 && q.Same)
+			row.Note = "same answer as era_invalidate: " + yes(q.Same)
+		}
+		out = append(out, row)
+	}
+	if cps := rep.Checkpoint; len(cps) > 1 {
+		lo, hi := cps[0], cps[len(cps)-1]
+		var per []string
+		for _, c := range cps {
+			per = append(per, fmt.Sprintf("2^%d: %s", int(math.Log2(float64(c.NrBlocks))), dur(c.Median)))
+		}
+		r := float64(hi.Median) / float64(lo.Median)
+		out = append(out, Row{
+			Figure:  fmt.Sprintf("Checkpoint latency, 2^%d blocks vs 2^%d", int(math.Log2(float64(hi.NrBlocks))), int(math.Log2(float64(lo.NrBlocks)))),
+			Ours:    fmt.Sprintf("%s (%.0f metadata blocks written)", dur(hi.Median), hi.BlocksWritten),
+			Against: fmt.Sprintf("%s (%.0f blocks written)", dur(lo.Median), lo.BlocksWritten),
+			Ratio:   r, Target: "flat (≤ 2×)", Pass: pass(r <= 2),
+			Note: "medians: " + strings.Join(per, ", "),
+		})
+	}
+	if d := rep.Digest; d != nil {
+		out = append(out, Row{
+			Figure:  "writer p99 while a 2^20-block writeset is digested",
+			Ours:    fmt.Sprintf("p99 %s (p50 %s, %d writes)", dur(d.P99With), dur(d.P50With), d.With),
+			Against: fmt.Sprintf("no digest: p99 %s (p50 %s, %d writes)", dur(d.P99Without), dur(d.P50Without), d.Without),
+			Ratio:   d.Ratio, Target: "≤ 2×", Pass: pass(d.Ratio <= 2 && d.With > 0),
+			Note: fmt.Sprintf("digest of a full writeset took %s", dur(d.DigestTime)),
+		})
+	}
+	if h := rep.Heap; h != nil {
+		r := float64(h.HeapBytes) / float64(h.BudgetBytes)
+		out = append(out, Row{
+			Figure:  fmt.Sprintf("heap for a 2^%d-block device", int(math.Log2(float64(h.NrBlocks)))),
+			Ours:    fmt.Sprintf("%s (%.2f bits per block)", mib(h.HeapBytes), h.BitsPerBlock),
+			Against: fmt.Sprintf("2 bits per block + %d × 4 KiB cache = %s", h.CacheBlocks, mib(h.BudgetBytes)),
+			Ratio:   r, Target: "≤ 1× the budget", Pass: pass(r <= 1),
+		})
+	}
+	return out
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printTable(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "`%s` — %s, %.0f s\n\n", rep.Command, rep.Machine, rep.Seconds)
+	fmt.Fprintln(w, "| figure | era | measured against | ratio | target | result |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, r := range rep.Rows {
+		res := "—"
+		if r.Pass != nil {
+			res = "**FAIL**"
+			if *r.Pass {
+				res = "pass"
+			}
+		}
+		fig := r.Figure
+		if r.Note != "" {
+			fig += " <br><sub>" + r.Note + "</sub>"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %s | %s |\n", fig, r.Ours, r.Against, r.Ratio, r.Target, res)
+	}
+	verdict := "all targets met"
+	if !rep.AllPass {
+		verdict = "some targets missed"
+	}
+	fmt.Fprintf(w, "\n%s\n", verdict)
+}

@@ -1,0 +1,623 @@
+package workload
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/era-go/era"
+	"github.com/era-go/era/eraxml"
+)
+
+// Median returns the median of xs (0 for none).
+func Median[T int64 | float64 | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Percentile returns the p-th percentile (0..100) of ds, nearest rank.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// ---------------------------------------------------------------------
+// Figure 1: a 4 KiB WriteAt to an already-marked block vs a raw WriteAt.
+
+// MarkedRig is a device over a 64 MiB origin file whose blocks are all
+// marked in the current era, and the same file for raw writes.
+type MarkedRig struct {
+	*Rig
+	buf []byte
+}
+
+// MarkedBlocks is the size of the marked-write rig's origin, in blocks.
+const MarkedBlocks = 16384
+
+// NewMarkedRig opens the rig and marks (and writes) every block once.
+func NewMarkedRig(dir string) (*MarkedRig, error) {
+	r, err := NewRig(dir, RigConfig{NrBlocks: MarkedBlocks, Origin: FileOrigin})
+	if err != nil {
+		return nil, err
+	}
+	all := make([]byte, MarkedBlocks*BlockBytes)
+	if _, err := r.Dev.WriteAt(all, 0); err != nil {
+		r.Close()
+		return nil, err
+	}
+	buf := make([]byte, BlockBytes)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	return &MarkedRig{Rig: r, buf: buf}, nil
+}
+
+func markedOff(i int) int64 { return int64(i%MarkedBlocks) * BlockBytes }
+
+// Tracked writes 4 KiB to marked block i%MarkedBlocks through the device.
+func (m *MarkedRig) Tracked(i int) error {
+	_, err := m.Dev.WriteAt(m.buf, markedOff(i))
+	return err
+}
+
+// Raw writes the same 4 KiB straight to the origin file.
+func (m *MarkedRig) Raw(i int) error {
+	_, err := m.OriginFile.WriteAt(m.buf, markedOff(i))
+	return err
+}
+
+// MarkedResult compares the two.
+type MarkedResult struct {
+	RawNs, TrackedNs float64 // per write, median over rounds
+	Ratio            float64 // median of the per-round ratios
+	Rounds, Ops      int
+	FirstWrites      uint64 // must stay 0: every write hit a marked block
+}
+
+// MeasureMarked alternates rounds of ops raw and tracked writes (the order
+// flipping every round, so drift hits both alike).
+func MeasureMarked(dir string, rounds, ops int) (MarkedResult, error) {
+	m, err := NewMarkedRig(dir)
+	if err != nil {
+		return MarkedResult{}, err
+	}
+	defer m.Close()
+	before := m.Dev.Stats()
+	timeRun := func(f func(int) error) (float64, error) {
+		t0 := time.Now()
+		for i := range ops {
+			if err := f(i); err != nil {
+				return 0, err
+			}
+		}
+		return float64(time.Since(t0).Nanoseconds()) / float64(ops), nil
+	}
+	// Warm up both paths.
+	if _, err := timeRun(m.Raw); err != nil {
+		return MarkedResult{}, err
+	}
+	if _, err := timeRun(m.Tracked); err != nil {
+		return MarkedResult{}, err
+	}
+	var raws, tracks, ratios []float64
+	for r := range rounds {
+		var raw, tr float64
+		if r%2 == 0 {
+			if raw, err = timeRun(m.Raw); err == nil {
+				tr, err = timeRun(m.Tracked)
+			}
+		} else {
+			if tr, err = timeRun(m.Tracked); err == nil {
+				raw, err = timeRun(m.Raw)
+			}
+		}
+		if err != nil {
+			return MarkedResult{}, err
+		}
+		raws, tracks, ratios = append(raws, raw), append(tracks, tr), append(ratios, tr/raw)
+	}
+	return MarkedResult{
+		RawNs: Median(raws), TrackedNs: Median(tracks), Ratio: Median(ratios),
+		Rounds: rounds, Ops: ops,
+		FirstWrites: m.Dev.Stats().FirstWrites - before.FirstWrites,
+	}, nil
+}
+
+// ---------------------------------------------------------------------
+// Figures 2-4: durable first writes.
+
+// FirstWriteBlocks is the size of the first-write figures' devices:
+// 2^20 blocks of 4 KiB (a 4 GiB sparse origin file).
+const FirstWriteBlocks = 1 << 20
+
+// ThroughputResult is a first-write run.
+type ThroughputResult struct {
+	Writers   int
+	Ops       int64
+	Elapsed   time.Duration
+	OpsPerSec float64
+	P50, P99  time.Duration // per write latency
+
+	// Era device only: what the run cost in metadata.
+	Commits            uint64
+	CommitsPerWrite    float64 // commits per first write
+	BlocksPerCommit    float64 // metadata blocks written per commit (superblock included)
+	SyncsPerCommit     float64
+	MeanGroup          float64 // first writes per commit
+	Synced             bool    // the metadata store has Sync
+	MetadataWriteBytes uint64
+}
+
+func fill(r RunResult, writers int) ThroughputResult {
+	return ThroughputResult{
+		Writers: writers, Ops: r.Ops, Elapsed: r.Elapsed, OpsPerSec: r.OpsPerSec(),
+		P50: Percentile(r.Lat, 50), P99: Percentile(r.Lat, 99),
+	}
+}
+
+// MeasureEraFirstWrites opens a fresh device of FirstWriteBlocks blocks on
+// files in dir and runs writers goroutines of first writes for dur.
+func MeasureEraFirstWrites(dir string, writers int, dur time.Duration) (ThroughputResult, error) {
+	r, err := NewRig(dir, RigConfig{NrBlocks: FirstWriteBlocks, Origin: FileOrigin})
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	defer r.Close()
+	if err := WaitDigest(r.Dev, time.Minute); err != nil {
+		return ThroughputResult{}, err
+	}
+	before := r.Dev.Stats()
+	run, err := RunWrites(r.Dev, NewPerm(FirstWriteBlocks), writers, 0, dur, true)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	after := r.Dev.Stats()
+	res := fill(run, writers)
+	res.Commits = after.Commits - before.Commits
+	fw := after.FirstWrites - before.FirstWrites
+	writes := after.MetadataWrites - before.MetadataWrites
+	if fw > 0 {
+		res.CommitsPerWrite = float64(res.Commits) / float64(fw)
+	}
+	if res.Commits > 0 {
+		res.BlocksPerCommit = float64(writes) / float64(res.Commits)
+		res.SyncsPerCommit = float64(after.MetadataSyncs-before.MetadataSyncs) / float64(res.Commits)
+		res.MeanGroup = float64(fw) / float64(res.Commits)
+	}
+	res.Synced = after.CanSync
+	res.MetadataWriteBytes = writes * BlockBytes
+	return res, nil
+}
+
+// MeasureBolt runs writers goroutines of first writes for dur through a
+// BoltTracker (db.Update per first write, or db.Batch) over an origin
+// file in dir.
+func MeasureBolt(dir string, writers int, batch bool, dur time.Duration) (ThroughputResult, error) {
+	origin, err := CreateFile(originPath(dir), FirstWriteBlocks*BlockBytes)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	defer os.Remove(originPath(dir))
+	defer origin.Close()
+	t, err := OpenBolt(dir, origin, FirstWriteBlocks, batch)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	defer t.Close()
+	run, err := RunWrites(t, NewPerm(FirstWriteBlocks), writers, 0, dur, true)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	res := fill(run, writers)
+	res.Synced = !t.DB.NoSync
+	return res, nil
+}
+
+// MeasureRawSync writes 4 KiB and fsyncs, in one goroutine, for dur.
+func MeasureRawSync(dir string, dur time.Duration) (ThroughputResult, error) {
+	f, err := CreateFile(originPath(dir), FirstWriteBlocks*BlockBytes)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	defer os.Remove(originPath(dir))
+	defer f.Close()
+	run, err := RunWrites(SyncedFile{F: f}, NewPerm(FirstWriteBlocks), 1, 0, dur, true)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	res := fill(run, 1)
+	res.Synced = true
+	return res, nil
+}
+
+// ---------------------------------------------------------------------
+// Figure 5: WrittenSince over 1,000,000 blocks vs era_invalidate.
+
+// QueryBlocks is the size of the WrittenSince figure's device.
+const QueryBlocks = 1_000_000
+
+// QueryResult compares the library's answer with era_invalidate's.
+type QueryResult struct {
+	NrBlocks   uint64
+	Eras       int
+	Since      uint32
+	Ranges     int
+	Blocks     uint64 // blocks in the answer
+	DeviceNs   float64 // Device.WrittenSince on the open device (after digest)
+	ViewNs     float64 // OpenView on the closed file + WrittenSince
+	ViewXMLNs  float64 // the same, and the answer rendered as era_invalidate's XML
+	ToolNs     float64 // exec era_invalidate --written-since, output read
+	Same       bool    // era_invalidate printed exactly our answer
+	ToolPath   string
+	ToolErr    string // why the tool could not run, if it could not
+	NrWritten  uint64
+	MetaBlocks uint64
+}
+
+// FindEraInvalidate returns the path of era_invalidate, or "".
+func FindEraInvalidate() string {
+	if p, err := exec.LookPath("era_invalidate"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/era_invalidate", "/sbin/era_invalidate", "/usr/local/sbin/era_invalidate"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+// BuildQueryMetadata writes eras eras of random extents (1 to 64 blocks,
+// about 6% of the device per era) on a fresh device of nrBlocks, with
+// checkpoints between them, waits for the digest, and returns the rig
+// (device still open).
+func BuildQueryMetadata(dir string, nrBlocks uint64, eras int, seed uint64) (*Rig, error) {
+	r, err := NewRig(dir, RigConfig{NrBlocks: nrBlocks, Origin: NullOrigin})
+	if err != nil {
+		return nil, err
+	}
+	extents := int(nrBlocks / 500)
+	for e := range eras {
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for g := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(seed, uint64(e*16+g)))
+				buf := make([]byte, 64*BlockBytes)
+				for range extents / 16 {
+					n := 1 + rng.Uint64N(64)
+					b := rng.Uint64N(nrBlocks - n)
+					if _, err := r.Dev.WriteAt(buf[:n*BlockBytes], int64(b)*BlockBytes); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			r.Close()
+			return nil, err
+		}
+		if err := r.Dev.Checkpoint(); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	if err := WaitDigest(r.Dev, 5*time.Minute); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func timeReps(reps int, f func() error) (float64, error) {
+	var ts []float64
+	for range reps {
+		t0 := time.Now()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		ts = append(ts, float64(time.Since(t0).Nanoseconds()))
+	}
+	return Median(ts), nil
+}
+
+func toolRanges(rs []era.Range) []eraxml.Range {
+	out := make([]eraxml.Range, len(rs))
+	for i, r := range rs {
+		out[i] = eraxml.Range{Begin: r.Begin, End: r.End}
+	}
+	return out
+}
+
+// MeasureQuery builds the metadata, then times WrittenSince(since) on the
+// open device, closes it, and times a fresh View of the file and
+// era_invalidate on the same file (median of reps each).
+func MeasureQuery(dir string, nrBlocks uint64, eras int, reps int) (QueryResult, error) {
+	r, err := BuildQueryMetadata(dir, nrBlocks, eras, 7)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	defer r.Close()
+	since := uint32(eras/2 + 1)
+	res := QueryResult{NrBlocks: nrBlocks, Eras: eras, Since: since}
+	var rs []era.Range
+	res.DeviceNs, err = timeReps(reps, func() (err error) {
+		rs, err = r.Dev.WrittenSince(since)
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Ranges = len(rs)
+	for _, x := range rs {
+		res.Blocks += x.Len()
+	}
+	if err := r.Dev.Close(); err != nil {
+		return res, err
+	}
+	var viewRanges []era.Range
+	res.ViewNs, err = timeReps(reps, func() error {
+		v, err := era.OpenView(r.Meta)
+		if err != nil {
+			return err
+		}
+		viewRanges, err = v.WrittenSinceContext(context.Background(), since)
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	var ours bytes.Buffer
+	res.ViewXMLNs, err = timeReps(reps, func() error {
+		v, err := era.OpenView(r.Meta)
+		if err != nil {
+			return err
+		}
+		got, err := v.WrittenSince(since)
+		if err != nil {
+			return err
+		}
+		ours.Reset()
+		return eraxml.WriteInvalidate(&ours, toolRanges(got))
+	})
+	if err != nil {
+		return res, err
+	}
+	if !slices.Equal(viewRanges, rs) {
+		return res, fmt.Errorf("view and device disagree: %d vs %d ranges", len(viewRanges), len(rs))
+	}
+	res.ToolPath = FindEraInvalidate()
+	if res.ToolPath == "" {
+		res.ToolErr = "era_invalidate not installed"
+		return res, nil
+	}
+	var out []byte
+	res.ToolNs, err = timeReps(reps, func() error {
+		var e bytes.Buffer
+		cmd := exec.Command(res.ToolPath, "--written-since", fmt.Sprint(since), r.Meta.Name())
+		cmd.Stderr = &e
+		var err error
+		if out, err = cmd.Output(); err != nil {
+			return fmt.Errorf("%s: %v: %s", res.ToolPath, err, e.Bytes())
+		}
+		return nil
+	})
+	if err != nil {
+		res.ToolErr = err.Error()
+		return res, nil
+	}
+	res.Same = bytes.Equal(out, ours.Bytes())
+	return res, nil
+}
+
+// ---------------------------------------------------------------------
+// Figure 6: Checkpoint latency against nr_blocks.
+
+// CheckpointResult is the latency of Checkpoint on one device size.
+type CheckpointResult struct {
+	NrBlocks      uint64
+	Median, Max   time.Duration
+	Reps          int
+	OpenTime      time.Duration
+	BlocksWritten float64 // metadata blocks written per checkpoint
+}
+
+// MeasureCheckpoint opens a device of nrBlocks (metadata on a file, a
+// dropping origin) and times reps checkpoints, each after a few first
+// writes and once the previous era is digested.
+func MeasureCheckpoint(dir string, nrBlocks uint64, reps int) (CheckpointResult, error) {
+	t0 := time.Now()
+	r, err := NewRig(dir, RigConfig{NrBlocks: nrBlocks, Origin: NullOrigin})
+	if err != nil {
+		return CheckpointResult{}, err
+	}
+	defer r.Close()
+	res := CheckpointResult{NrBlocks: nrBlocks, Reps: reps, OpenTime: time.Since(t0)}
+	perm := NewPerm(nrBlocks)
+	var ts []time.Duration
+	var written uint64
+	for range reps {
+		if _, err := RunWrites(r.Dev, perm, 4, 8, 0, false); err != nil {
+			return res, err
+		}
+		if err := WaitDigest(r.Dev, 5*time.Minute); err != nil {
+			return res, err
+		}
+		before := r.Dev.Stats().MetadataWrites
+		t := time.Now()
+		if err := r.Dev.Checkpoint(); err != nil {
+			return res, err
+		}
+		ts = append(ts, time.Since(t))
+		written += r.Dev.Stats().MetadataWrites - before
+	}
+	res.Median = Median(ts)
+	res.Max = slices.Max(ts)
+	res.BlocksWritten = float64(written) / float64(reps)
+	return res, nil
+}
+
+// ---------------------------------------------------------------------
+// Figure 7: writer p99 while a full 2^20-block writeset is digested.
+
+// DigestResult compares a writer's latency while the digest runs with the
+// same writer once it is done.
+type DigestResult struct {
+	NrBlocks            uint64
+	Rounds              int
+	With, Without       int // samples
+	P50With, P99With    time.Duration
+	P50Without          time.Duration
+	P99Without          time.Duration
+	Ratio               float64 // P99With / P99Without
+	DigestTime          time.Duration
+	CommitsDuringDigest uint64
+}
+
+// MeasureDigestLatency runs rounds of: mark every block of a device of
+// nrBlocks (so the writeset is full), checkpoint, and then run one writer
+// of first writes (4 KiB, real origin file) while the digest folds the
+// full writeset into the era array, and as many writes again after it is
+// done. Samples are classed by whether the digest was running when the
+// write began.
+func MeasureDigestLatency(dir string, nrBlocks uint64, rounds, minSamples int) (DigestResult, error) {
+	r, err := NewRig(dir, RigConfig{NrBlocks: nrBlocks, Origin: SwitchOrigin})
+	if err != nil {
+		return DigestResult{}, err
+	}
+	defer r.Close()
+	res := DigestResult{NrBlocks: nrBlocks, Rounds: rounds}
+	perm := NewPerm(nrBlocks)
+	buf := make([]byte, BlockBytes)
+	var with, without []time.Duration
+	write := func() (time.Duration, error) {
+		b := perm.Next()
+		t := time.Now()
+		_, err := r.Dev.WriteAt(buf, int64(b)*BlockBytes)
+		return time.Since(t), err
+	}
+	var digestTimes []time.Duration
+	for range rounds {
+		if err := r.MarkAll(4096); err != nil {
+			return res, err
+		}
+		if err := WaitDigest(r.Dev, 5*time.Minute); err != nil {
+			return res, err
+		}
+		c0 := r.Dev.Stats().Commits
+		t0 := time.Now()
+		if err := r.Dev.Checkpoint(); err != nil {
+			return res, err
+		}
+		n := 0
+		for r.Dev.Stats().Digesting {
+			d, err := write()
+			if err != nil {
+				return res, err
+			}
+			with = append(with, d)
+			n++
+		}
+		digestTimes = append(digestTimes, time.Since(t0))
+		res.CommitsDuringDigest += r.Dev.Stats().Commits - c0
+		for range max(n, minSamples) {
+			d, err := write()
+			if err != nil {
+				return res, err
+			}
+			without = append(without, d)
+		}
+	}
+	res.With, res.Without = len(with), len(without)
+	res.P50With, res.P99With = Percentile(with, 50), Percentile(with, 99)
+	res.P50Without, res.P99Without = Percentile(without, 50), Percentile(without, 99)
+	if res.P99Without > 0 {
+		res.Ratio = float64(res.P99With) / float64(res.P99Without)
+	}
+	res.DigestTime = Median(digestTimes)
+	return res, nil
+}
+
+// ---------------------------------------------------------------------
+// Figure 8: heap for a 2^24-block device.
+
+// HeapResult is the heap a device holds.
+type HeapResult struct {
+	NrBlocks     uint64
+	CacheBlocks  int
+	HeapBytes    uint64  // live heap held by the device (after GC)
+	BudgetBytes  uint64  // 2 bits per block + CacheBlocks × 4 KiB
+	BitsPerBlock float64 // HeapBytes*8/NrBlocks
+	CacheFill    uint64  // metadata reads during the run (the cache is full)
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// MeasureHeap opens a device of nrBlocks with a cache of cacheBlocks
+// (0: the default), writes, checkpoints, lets the digest run, queries, and
+// measures the live heap it holds.
+func MeasureHeap(dir string, nrBlocks uint64, cacheBlocks int) (HeapResult, error) {
+	if cacheBlocks <= 0 {
+		cacheBlocks = 1024 // block.DefaultCacheBlocks
+	}
+	base := liveHeap()
+	r, err := NewRig(dir, RigConfig{NrBlocks: nrBlocks, Origin: NullOrigin, CacheBlocks: cacheBlocks})
+	if err != nil {
+		return HeapResult{}, err
+	}
+	defer r.Close()
+	perm := NewPerm(nrBlocks)
+	for range 2 {
+		if _, err := RunWrites(r.Dev, perm, 16, 2000, 0, false); err != nil {
+			return HeapResult{}, err
+		}
+		if err := r.Dev.Checkpoint(); err != nil {
+			return HeapResult{}, err
+		}
+		if err := WaitDigest(r.Dev, 5*time.Minute); err != nil {
+			return HeapResult{}, err
+		}
+	}
+	if _, err := RunWrites(r.Dev, perm, 16, 2000, 0, false); err != nil {
+		return HeapResult{}, err
+	}
+	if _, err := r.Dev.WrittenSince(1); err != nil {
+		return HeapResult{}, err
+	}
+	held := liveHeap()
+	runtime.KeepAlive(r)
+	res := HeapResult{NrBlocks: nrBlocks, CacheBlocks: cacheBlocks, BudgetBytes: 2*nrBlocks/8 + uint64(cacheBlocks)*BlockBytes}
+	if held > base {
+		res.HeapBytes = held - base
+	}
+	res.BitsPerBlock = float64(res.HeapBytes) * 8 / float64(nrBlocks)
+	res.CacheFill = r.Dev.Stats().MetadataReads
+	return res, nil
+}

@@ -1,0 +1,225 @@
+package era
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+
+	"github.com/era-go/era/array"
+	"github.com/era-go/era/btree"
+	"github.com/era-go/era/eraxml"
+)
+
+// DumpOptions tunes View.Dump.
+type DumpOptions struct {
+	// IncludeCurrent adds the superblock's current writeset (the one a
+	// device is filling, or a crash left behind) to the dump as a writeset
+	// of the current era. era_dump 0.9.0 ignores it, so a dump without it is
+	// what that tool prints; with it, no committed mark is left out.
+	IncludeCurrent bool
+
+	// OnDamage, when set, makes Dump go on past damaged metadata, as
+	// era_dump --repair does: each problem is passed to OnDamage, a
+	// writeset that cannot be read is left out, and era-array values that
+	// cannot be read are dumped as era 0. When nil, the first problem fails
+	// Dump.
+	OnDamage func(error)
+}
+
+// Dump reads the view into the intermediate representation the era
+// command's dump, restore and invalidate speak: the superblock fields, every
+// writeset of the writeset tree with its bits (ascending era) and the era
+// array. With opts.IncludeCurrent the current writeset is added too.
+//
+// Rendered with eraxml.WriteDump, a dump of the committed state (OpenView)
+// without IncludeCurrent is byte for byte what era_dump 0.9.0 prints.
+// Writeset bits at or beyond a writeset's nr_bits are reported clear.
+func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
+	t := v.trees
+	m := &eraxml.Metadata{
+		BlockSize:  v.blockSectors,
+		NrBlocks:   t.nrBlocks,
+		CurrentEra: t.currentEra,
+		EraArray:   make([]uint32, t.nrBlocks),
+	}
+	damage := func(err error) error {
+		if opts.OnDamage == nil {
+			return err
+		}
+		opts.OnDamage(err)
+		return nil
+	}
+
+	sets, err := v.archived(damage)
+	if err != nil {
+		return nil, err
+	}
+	if opts.IncludeCurrent && t.current.Root != 0 {
+		if n := len(sets); n > 0 && sets[n-1].era >= t.currentEra {
+			err := fmt.Errorf("writeset tree: archived writeset of era %d while the current writeset (root %d) is of era %d: %w", sets[n-1].era, t.current.Root, t.currentEra, ErrCorrupt)
+			if err := damage(err); err != nil {
+				return nil, err
+			}
+		} else {
+			sets = append(sets, writesetEntry{era: t.currentEra, info: t.current})
+		}
+	}
+	bitsets := array.NewBitset(t.tm)
+	for _, ws := range sets {
+		out := eraxml.Writeset{Era: ws.era, NrBits: ws.info.NrBits, Bits: make([]uint64, array.NrWords(uint64(ws.info.NrBits)))}
+		err := bitsets.Words(ws.info.Root, uint64(ws.info.NrBits), func(i uint64, w uint64) error {
+			out.Bits[i] = w
+			return nil
+		})
+		if err != nil {
+			what := "writeset"
+			if ws.info == t.current && ws.era == t.currentEra {
+				what = "current writeset"
+			}
+			if err := damage(fmt.Errorf("%s of era %d (%d bits, root %d): %w", what, ws.era, ws.info.NrBits, ws.info.Root, err)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		m.Writesets = append(m.Writesets, out)
+	}
+
+	if err := v.eraValues(m.EraArray, damage); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// archived returns the entries of the writeset tree, ascending. With a
+// damage handler, entries that cannot be used are reported and skipped, and
+// a tree that cannot be read to the end yields the entries read so far.
+func (v *View) archived(damage func(error) error) ([]writesetEntry, error) {
+	t := v.trees
+	var out []writesetEntry
+	tree := btree.New(t.tm, btree.ValueType{Size: writesetInfoSize})
+	err := tree.Iterate(t.wsRoot, 0, func(key uint64, val []byte) error {
+		info := decodeWritesetInfo(val)
+		switch {
+		case key > uint64(^uint32(0)):
+			return damage(fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt))
+		case info.Root == 0:
+			return damage(fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt))
+		}
+		out = append(out, writesetEntry{era: uint32(key), info: info})
+		return nil
+	})
+	if err != nil {
+		if err := damage(fmt.Errorf("read writeset tree: %w", err)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// eraValues reads the era array into eras (len nr_blocks). With a damage
+// handler, what one pass cannot read is read value by value, and the values
+// of array blocks that cannot be read stay 0.
+func (v *View) eraValues(eras []uint32, damage func(error) error) error {
+	t := v.trees
+	a := array.New(t.tm, eraValueSize)
+	n := uint64(len(eras))
+	next := uint64(0)
+	err := a.Iterate(t.eraRoot, n, func(i uint64, val []byte) error {
+		eras[i] = binary.LittleEndian.Uint32(val)
+		next = i + 1
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	if err := damage(fmt.Errorf("read era array: %w", err)); err != nil {
+		return err
+	}
+	// Salvage what can be read, one value at a time.
+	per := uint64(a.MaxEntries())
+	for i := next; i < n; {
+		val, err := a.Get(t.eraRoot, i)
+		if err != nil {
+			end := min(n, (i/per+1)*per)
+			damage(fmt.Errorf("era array: values %d..%d unreadable, dumped as era 0: %w", i, end-1, err))
+			i = end
+			continue
+		}
+		eras[i] = binary.LittleEndian.Uint32(val)
+		i++
+	}
+	return nil
+}
+
+// Invalidate returns the blocks that era_invalidate --written-since since
+// prints, as ascending, coalesced ranges: every block whose era-array value
+// is >= since, and every set bit (below the writeset's nr_bits) of every
+// writeset of the writeset tree whose era is >= since. With includeCurrent
+// the current writeset counts too (0.9.0 ignores it, and so misses the
+// writes of the current era); on metadata without a current writeset the
+// flag changes nothing.
+//
+// Like 0.9.0, and unlike WrittenSince, it includes writeset bits at or
+// beyond nr_blocks (bits of writesets recorded before the origin shrank).
+func (v *View) Invalidate(since uint32, includeCurrent bool) ([]Range, error) {
+	t := v.trees
+	sets, err := v.archived(func(err error) error { return err })
+	if err != nil {
+		return nil, err
+	}
+	if includeCurrent && t.current.Root != 0 && t.currentEra >= since {
+		sets = append(sets, writesetEntry{era: t.currentEra, info: t.current})
+	}
+	size := uint64(t.nrBlocks)
+	for _, ws := range sets {
+		if ws.era >= since {
+			size = max(size, uint64(ws.info.NrBits))
+		}
+	}
+	words := make([]uint64, (size+63)/64)
+	err = array.New(t.tm, eraValueSize).Iterate(t.eraRoot, uint64(t.nrBlocks), func(i uint64, val []byte) error {
+		if binary.LittleEndian.Uint32(val) >= since {
+			words[i/64] |= 1 << (i % 64)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read era array: %w", err)
+	}
+	bitsets := array.NewBitset(t.tm)
+	for _, ws := range sets {
+		if ws.era < since {
+			continue
+		}
+		err := bitsets.Words(ws.info.Root, uint64(ws.info.NrBits), func(i uint64, w uint64) error {
+			words[i] |= w
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
+		}
+	}
+	return wordRanges(words), nil
+}
+
+// wordRanges returns the set bits of words as ascending, coalesced ranges.
+func wordRanges(words []uint64) []Range {
+	var out []Range
+	for wi, w := range words {
+		for w != 0 {
+			tz := uint64(bits.TrailingZeros64(w))
+			run := uint64(bits.TrailingZeros64(^(w >> tz))) // ones from tz on
+			b := uint64(wi)*64 + tz
+			if n := len(out); n > 0 && out[n-1].End == b {
+				out[n-1].End += run
+			} else {
+				out = append(out, Range{Begin: b, End: b + run})
+			}
+			if tz+run == 64 {
+				break
+			}
+			w &^= (1<<run - 1) << tz
+		}
+	}
+	return out
+}

@@ -1,0 +1,40 @@
+package era
+
+// Stats is what a Device has done, for benchmarks and monitoring: the
+// commits since Open returned, and the metadata I/O since Open began (its
+// format, resize and first commit included). Differences between two calls
+// measure a workload. Metadata commits end with the superblock
+// written and synced; a first write is a WriteAt that found a block not yet
+// marked in the current era and so waited for a commit (group commit: one
+// commit serves every first write waiting at the time).
+type Stats struct {
+	Commits     uint64 // metadata commits
+	FirstWrites uint64 // WriteAt calls that needed a mark committed
+	MarkCommits uint64 // commits made for first writes (FirstWrites/MarkCommits: mean group size)
+
+	MetadataReads  uint64 // metadata blocks read from the store (cache misses)
+	MetadataHits   uint64 // metadata block reads answered by the cache
+	MetadataWrites uint64 // metadata blocks (4 KiB) written, superblock included
+	MetadataSyncs  uint64 // syncs of the metadata store; 0 if it has no Sync
+	CanSync        bool   // whether the metadata store has a Sync method
+
+	// Digesting is true while archived writesets wait to be folded into
+	// the era array by the background digest.
+	Digesting bool
+}
+
+// Stats returns the counts so far. It takes no lock the write path needs.
+func (d *Device) Stats() Stats {
+	bm := d.bm.Stats()
+	return Stats{
+		Commits:        d.commits.Load(),
+		FirstWrites:    d.firstWrites.Load(),
+		MarkCommits:    d.markCommits.Load(),
+		MetadataReads:  bm.Reads,
+		MetadataHits:   bm.Hits,
+		MetadataWrites: bm.Writes,
+		MetadataSyncs:  bm.Syncs,
+		CanSync:        d.bm.CanSync(),
+		Digesting:      d.digesting.Load(),
+	}
+}
