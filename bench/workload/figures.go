@@ -584,6 +584,12 @@ func liveHeap() uint64 {
 // (0: the default), writes, checkpoints, lets the digest run, queries, and
 // measures the live heap it holds.
 func MeasureHeap(dir string, nrBlocks uint64, cacheBlocks int) (HeapResult, error) {
+	return MeasureHeapProfile(dir, nrBlocks, cacheBlocks, nil)
+}
+
+// MeasureHeapProfile is MeasureHeap, calling atPeak (if not nil) while
+// the device is open, after the measurement: to write a heap profile.
+func MeasureHeapProfile(dir string, nrBlocks uint64, cacheBlocks int, atPeak func()) (HeapResult, error) {
 	if cacheBlocks <= 0 {
 		cacheBlocks = 1024 // block.DefaultCacheBlocks
 	}
@@ -612,6 +618,9 @@ func MeasureHeap(dir string, nrBlocks uint64, cacheBlocks int) (HeapResult, erro
 		return HeapResult{}, err
 	}
 	held := liveHeap()
+	if atPeak != nil {
+		atPeak()
+	}
 	runtime.KeepAlive(r)
 	res := HeapResult{NrBlocks: nrBlocks, CacheBlocks: cacheBlocks, BudgetBytes: 2*nrBlocks/8 + uint64(cacheBlocks)*BlockBytes}
 	if held > base {

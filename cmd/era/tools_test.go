@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -340,7 +341,6 @@ func deviceImages(t *testing.T, seed uint64) []deviceImage {
 	sectors := uint32(8 * (1 + r.IntN(16)))
 	bs := int64(sectors) * 512
 	nr := int64(1 + r.IntN(3000))
-	origin := discardOrigin{nr * bs}
 	meta := &memStore{data: make([]byte, 4<<20)}
 	eras := make(eraModel, nr)
 	var snap eraModel
@@ -353,6 +353,20 @@ func deviceImages(t *testing.T, seed uint64) []deviceImage {
 		})
 	}
 	for round := range 3 {
+		if round > 0 && r.IntN(2) == 0 { // the origin grows or shrinks
+			nr = 1 + r.Int64N(3000)
+			if int64(len(eras)) > nr {
+				eras = eras[:nr]
+			} else {
+				eras = append(eras, make(eraModel, nr-int64(len(eras)))...)
+			}
+			if snap != nil && int64(len(snap)) > nr {
+				snap = snap[:nr]
+			} else if snap != nil {
+				snap = append(snap, make(eraModel, nr-int64(len(snap)))...)
+			}
+		}
+		origin := discardOrigin{nr * bs}
 		d, err := era.Open(meta, origin, era.Config{BlockSectors: sectors})
 		if err != nil {
 			t.Fatalf("seed %d round %d: Open: %v", seed, round, err)
@@ -440,30 +454,52 @@ func TestDeviceImagesAgainstTools(t *testing.T) {
 			func() {
 				res := cli("dump", "--logical", path)
 				m, err := eraxml.Read(strings.NewReader(res.stdout))
-				if res.code != 0 || err != nil || !slices.Equal(m.EraArray, img.eras) {
+				if res.code != 0 || err != nil || !slices.Equal(m.EraArray, []uint32(img.eras)) {
 					t.Errorf("%s: dump --logical is not the truth (%v, %v)", name, res.code, err)
 				}
 			},
 		)
 		for _, n := range []uint32{0, 1, img.current / 2, img.current, img.current + 1} {
 			jobs = append(jobs, func() {
-				ours := cli("invalidate", "--written-since", fmt.Sprint(n), path)
-				want := render(t, func(b *bytes.Buffer) error { return eraxml.WriteInvalidate(b, img.eras.since(n)) })
-				if ours.code != 0 || ours.stdout != want {
-					t.Errorf("%s: invalidate --written-since %d: %v\nwant %s", name, n, ours, want)
+				// Blocks past the end of the origin (marked before it
+				// shrank) are listed, as 0.9.0 does; the truth stops at
+				// the end.
+				arg := fmt.Sprint(n)
+				if got, err := jsonRanges(cli("invalidate", "--written-since", arg, "--format", "json", path), len(img.eras)); err != nil || !slices.Equal(got, img.eras.since(n)) {
+					t.Errorf("%s: invalidate --written-since %d: %v (%v), want %v", name, n, got, err, img.eras.since(n))
 				}
 				if img.closed {
-					sameOutput(t, fmt.Sprintf("%s: invalidate --written-since %d", name, n), ours, tool(tl.invalidate, "--written-since", fmt.Sprint(n), path))
+					sameOutput(t, fmt.Sprintf("%s: invalidate --written-since %d", name, n), cli("invalidate", "--written-since", arg, path), tool(tl.invalidate, "--written-since", arg, path))
 				}
 				if img.snapEras != nil {
-					snap := cli("invalidate", "--metadata-snapshot", "--written-since", fmt.Sprint(n), path)
-					want := render(t, func(b *bytes.Buffer) error { return eraxml.WriteInvalidate(b, img.snapEras.since(n)) })
-					if snap.code != 0 || snap.stdout != want {
-						t.Errorf("%s: invalidate --metadata-snapshot --written-since %d: %v\nwant %s", name, n, snap, want)
+					got, err := jsonRanges(cli("invalidate", "--metadata-snapshot", "--written-since", arg, "--format", "json", path), len(img.snapEras))
+					if err != nil || !slices.Equal(got, img.snapEras.since(n)) {
+						t.Errorf("%s: invalidate --metadata-snapshot --written-since %d: %v (%v), want %v", name, n, got, err, img.snapEras.since(n))
 					}
 				}
 			})
 		}
 	}
 	parallel(len(jobs), func(i int) { jobs[i]() })
+}
+
+// jsonRanges decodes the ranges of invalidate --format json, clipped to
+// blocks below n.
+func jsonRanges(res result, n int) ([]eraxml.Range, error) {
+	if res.code != 0 {
+		return nil, fmt.Errorf("%v", res)
+	}
+	var doc struct {
+		Ranges []struct{ Begin, End uint64 }
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		return nil, err
+	}
+	var out []eraxml.Range
+	for _, r := range doc.Ranges {
+		if r.Begin < uint64(n) {
+			out = append(out, eraxml.Range{Begin: r.Begin, End: min(r.End, uint64(n))})
+		}
+	}
+	return out, nil
 }
