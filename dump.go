@@ -96,18 +96,28 @@ func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
 func (v *View) archived(damage func(error) error) ([]writesetEntry, error) {
 	t := v.trees
 	var out []writesetEntry
+	var fatal error // a problem damage did not let pass
 	tree := btree.New(t.tm, btree.ValueType{Size: writesetInfoSize})
 	err := tree.Iterate(t.wsRoot, 0, func(key uint64, val []byte) error {
 		info := decodeWritesetInfo(val)
+		var problem error
 		switch {
 		case key > uint64(^uint32(0)):
-			return damage(fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt))
+			problem = fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt)
 		case info.Root == 0:
-			return damage(fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt))
+			problem = fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt)
+		default:
+			out = append(out, writesetEntry{era: uint32(key), info: info})
+			return nil
 		}
-		out = append(out, writesetEntry{era: uint32(key), info: info})
+		if fatal = damage(problem); fatal != nil {
+			return btree.Stop
+		}
 		return nil
 	})
+	if fatal != nil {
+		return nil, fatal
+	}
 	if err != nil {
 		if err := damage(fmt.Errorf("read writeset tree: %w", err)); err != nil {
 			return nil, err

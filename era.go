@@ -87,9 +87,18 @@ type Device struct {
 	spareCond *sync.Cond
 	spare     *writeset
 
-	// queue holds first writes waiting for a commit (group commit).
-	queueMu sync.Mutex
-	queue   []*markRequest
+	// queue holds first writes waiting for a commit (group commit);
+	// committing is set while one of them commits for the others. A new
+	// committer may wait for more (gather): gathered is closed by the
+	// next arrival, or once the queue reaches gatherAt (if > 0).
+	queueMu    sync.Mutex
+	queue      []*markRequest
+	committing bool
+	gatherAt   int
+	gathered   chan struct{}
+	lastBatch  int          // requests of the last commit that found the queue empty
+	lastEnd    time.Time    // when it ended
+	lastCommit atomic.Int64 // duration of the last mark commit, ns
 
 	kick       chan struct{}
 	stopDigest chan struct{}
@@ -103,9 +112,16 @@ type Device struct {
 	digesting atomic.Bool
 }
 
+// markRequest is a first write waiting for its marks to be committed.
 type markRequest struct {
 	lo, hi uint64
-	done   chan error
+	done   chan markReply // one reply per request
+}
+
+// markReply ends a wait: the commit's result, or the committer's role.
+type markReply struct {
+	err  error
+	lead bool
 }
 
 // Open opens the era device over the metadata store meta and origin. It is a table load
@@ -242,7 +258,11 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	if _, _, err := d.blocks(off, len(p)); err != nil {
 		return 0, err
 	}
-	return d.origin.ReadAt(p, off)
+	n, err := d.origin.ReadAt(p, off)
+	if n < len(p) && err == nil { // an origin breaking io.ReaderAt's contract
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // WriteAt writes to the origin, marking every block the write touches in
@@ -270,6 +290,9 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 		if d.cur.Load() == ws && ws.allSet(lo, hi) {
 			n, err := d.origin.WriteAt(p, off)
 			ws.inflight.Add(-1)
+			if n < len(p) && err == nil { // an origin breaking io.WriterAt's contract
+				err = io.ErrShortWrite
+			}
 			return n, err
 		}
 		ws.inflight.Add(-1)
@@ -281,30 +304,117 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 
 // mark commits marks for [lo, hi) in the current era, sharing the commit
 // with every other first write waiting at the time (group commit).
+//
+// One waiter at a time is the committer: it takes the whole queue, commits
+// once, and answers every request of the batch, which return at once,
+// without waiting for the lock. Requests that arrived during the commit
+// form the next batch; the committer's role passes to the first of them,
+// which first gives the writers just answered a moment to come back with
+// their next first writes (gather), so that one commit serves both.
 func (d *Device) mark(lo, hi uint64) error {
 	d.firstWrites.Add(1)
-	req := &markRequest{lo: lo, hi: hi, done: make(chan error, 1)}
+	req := &markRequest{lo: lo, hi: hi, done: make(chan markReply, 1)}
 	d.queueMu.Lock()
 	d.queue = append(d.queue, req)
+	if d.gathered != nil && (d.gatherAt <= 0 || len(d.queue) >= d.gatherAt) {
+		close(d.gathered)
+		d.gathered = nil
+	}
+	lead := !d.committing
+	d.committing = true
+	// A committer that finds the queue idle waits for the writers of the
+	// last commit, if it just ended and served several.
+	expect := 0
+	if lead && d.lastBatch > 1 && time.Since(d.lastEnd) < gatherMax {
+		expect = d.lastBatch
+	}
 	d.queueMu.Unlock()
+	if !lead {
+		if r := <-req.done; !r.lead {
+			return r.err
+		}
+		d.gather(0)
+	} else if expect > 0 {
+		d.gather(expect)
+	}
 
 	d.mu.Lock()
-	select {
-	case err := <-req.done: // a committer took it while we waited
-		d.mu.Unlock()
-		return err
-	default:
-	}
 	d.queueMu.Lock()
 	batch := d.queue
 	d.queue = nil
 	d.queueMu.Unlock()
+	t0 := time.Now()
 	err := d.commitMarks(batch)
-	for _, r := range batch {
-		r.done <- err
-	}
+	d.lastCommit.Store(int64(time.Since(t0)))
 	d.mu.Unlock()
-	return <-req.done
+	for _, r := range batch {
+		if r != req {
+			r.done <- markReply{err: err}
+		}
+	}
+	d.queueMu.Lock()
+	if len(d.queue) > 0 {
+		d.queue[0].done <- markReply{lead: true}
+	} else {
+		d.committing = false
+		d.lastBatch, d.lastEnd = len(batch), time.Now()
+	}
+	d.queueMu.Unlock()
+	return err
+}
+
+// Bounds of gather: it never waits more than gatherMax in all, nor more
+// than a quarter of the last commit's duration, nor more than gatherQuiet
+// for the next arrival.
+const (
+	gatherMax   = time.Millisecond
+	gatherQuiet = 50 * time.Microsecond
+)
+
+// gather lets a new committer wait for more first writes before it takes
+// the queue: until expect are queued (expect > 0), or while they keep
+// arriving (expect == 0). Writers answered by the last commit come back
+// with their next first writes within microseconds; taking them into this
+// commit rather than the next doubles the group of a steady set of writers,
+// for a delay that a commit's syncs dwarf.
+func (d *Device) gather(expect int) {
+	limit := min(time.Duration(d.lastCommit.Load())/4, gatherMax)
+	if limit <= 0 {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		d.queueMu.Lock()
+		if expect > 0 && len(d.queue) >= expect {
+			d.queueMu.Unlock()
+			return
+		}
+		ch := make(chan struct{})
+		d.gatherAt, d.gathered = expect, ch
+		d.queueMu.Unlock()
+		wait := time.Until(deadline)
+		if expect == 0 {
+			wait = min(wait, gatherQuiet)
+		}
+		arrived := false
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ch:
+				arrived = true
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		d.queueMu.Lock()
+		if d.gathered == ch {
+			d.gathered = nil
+		}
+		d.queueMu.Unlock()
+		if !arrived || expect > 0 || !time.Now().Before(deadline) {
+			return
+		}
+	}
 }
 
 // commitMarks sets the on-disk bits of every unmarked block of the batch,

@@ -35,15 +35,20 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 	scenario, _ := filepath.Abs("testdata/kernel-scenarios/go-written.sh")
 	status := regexp.MustCompile(`KERA-STATUS era0: 0 \d+ era (8 \d+/\d+ (\d+) (\S+))`)
 
-	for _, kind := range []string{"closed", "crashed", "snapshot"} {
+	// "large" has 131072 blocks, so its writesets span several array
+	// blocks and its era array has an internal btree node.
+	for _, kind := range []string{"closed", "crashed", "snapshot", "large"} {
 		t.Run(kind, func(t *testing.T) {
-			const sectors, nrBlocks = 128, 1024
+			sectors, nrBlocks, metaBytes := 128, 1024, int64(4<<20)
+			if kind == "large" {
+				sectors, nrBlocks, metaBytes = 8, 131072, 8<<20
+			}
 			blockBytes := sectors * 512
 			dir := t.TempDir()
 			metaPath, originPath := filepath.Join(dir, "meta.img"), filepath.Join(dir, "origin.img")
-			meta := tempFileAt(t, metaPath, 4<<20)
-			origin := tempFileAt(t, originPath, nrBlocks*int64(blockBytes))
-			d := openT(t, meta, origin, sectors)
+			meta := tempFileAt(t, metaPath, metaBytes)
+			origin := tempFileAt(t, originPath, int64(nrBlocks*blockBytes))
+			d := openT(t, meta, origin, uint32(sectors))
 			m := &model{era: make([]uint32, nrBlocks), current: 1, data: make([]byte, nrBlocks*blockBytes), blockBytes: blockBytes}
 			rng := rand.New(rand.NewPCG(uint64(len(kind)), 3))
 			for i := range 300 {
@@ -54,6 +59,9 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 					m.current++
 				}
 				b := rng.IntN(590)
+				if kind == "large" {
+					b = 602 + rng.IntN(nrBlocks-602)
+				}
 				p := []byte(fmt.Sprintf("go%d\n", i))
 				if _, err := d.WriteAt(p, int64(b*blockBytes)); err != nil {
 					t.Fatal(err)
@@ -62,7 +70,7 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 			}
 			args := []string{scenario, metaPath, originPath, fmt.Sprint("BS=", sectors)}
 			switch kind {
-			case "closed":
+			case "closed", "large":
 				if err := d.Close(); err != nil {
 					t.Fatal(err)
 				}

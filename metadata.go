@@ -225,7 +225,9 @@ func (md *metadata) newEra() error {
 	if md.sb.CurrentEra == ^uint32(0) {
 		return ErrEraOverflow
 	}
-	root, err := md.bits.Create(uint64(md.sb.NrBlocks))
+	// The clear words share one array block (most of them): a new era
+	// costs O(1) array blocks whatever nr_blocks.
+	root, err := md.bits.CreateShared(uint64(md.sb.NrBlocks))
 	if err != nil {
 		return fmt.Errorf("create writeset: %w", err)
 	}

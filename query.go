@@ -3,11 +3,13 @@ package era
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/bits-and-blooms/bitset"
 
 	"github.com/era-go/era/array"
+	"github.com/era-go/era/block"
 	"github.com/era-go/era/btree"
 	"github.com/era-go/era/transaction"
 )
@@ -118,6 +120,9 @@ func (t eraTrees) blockEra(b uint64) (uint32, error) {
 		return 0, fmt.Errorf("block %d of %d: %w", b, t.nrBlocks, ErrOutOfRange)
 	}
 	v, err := array.New(t.tm, eraValueSize).Get(t.eraRoot, b)
+	if errors.Is(err, array.ErrOutOfRange) { // shorter than nr_blocks says
+		err = block.Corruptf(t.eraRoot, "era array", "no value for block %d of %d: %v", b, t.nrBlocks, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read era array: %w", err)
 	}
@@ -133,6 +138,9 @@ func (t eraTrees) blockEra(b uint64) (uint32, error) {
 			continue
 		}
 		set, err := bits.Test(ws.info.Root, uint64(ws.info.NrBits), b)
+		if errors.Is(err, array.ErrOutOfRange) { // shorter than nr_bits says
+			err = block.Corruptf(ws.info.Root, "writeset", "no bit %d of %d: %v", b, ws.info.NrBits, err)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
 		}

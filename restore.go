@@ -59,9 +59,9 @@ const restoreResizeStep = 1024 * 1018
 // nr_bits, or eras (of writesets or era-array values) beyond the current era.
 //
 // Nothing is written to out before the new metadata is built in memory, so
-// a store too small is refused untouched, with an error wrapping ErrNoSpace
-// that says how many blocks the metadata needs (unless the metadata is too
-// large to build in memory; see below). Once writing starts, block 0 is
+// a store too small is refused untouched (unless the metadata is larger than
+// 64 MiB; see below), with an error wrapping ErrNoSpace that says how many
+// blocks the metadata needs. Once writing starts, block 0 is
 // zeroed and synced first and the superblock is written last, after
 // everything else is synced: a restore cut short leaves metadata that looks
 // unformatted, never valid. Metadata of more than 64 MiB is written out as
@@ -71,7 +71,7 @@ func Restore(m *eraxml.Metadata, out Store, size int64) error {
 		return err
 	}
 	if size < 0 {
-		return fmt.Errorf("restore: store size %d: %w", size, ErrInvalidConfig)
+		return fmt.Errorf("store size %d: %w", size, ErrInvalidConfig)
 	}
 	nr := min(uint64(size)/block.Size, spacemap.MaxBlocks)
 	if low := restoreLowerBound(m, nr); nr < low {
@@ -87,13 +87,13 @@ func Restore(m *eraxml.Metadata, out Store, size int64) error {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return fmt.Errorf("build the metadata: %w", err)
 	}
 	if err := g.zero(); err != nil {
 		return err
 	}
 	if err := md.commit(); err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return fmt.Errorf("write the metadata: %w", err)
 	}
 	return nil
 }
@@ -162,23 +162,32 @@ func restoreLowerBound(m *eraxml.Metadata, nr uint64) uint64 {
 }
 
 // tooSmall returns the error for a store of size bytes (nr blocks) too
-// small for m, with the number of blocks m needs.
+// small for m, with the number of blocks m needs. That takes building m in
+// memory; when m needs more than twice the store, the error gives only a
+// lower bound instead.
 func tooSmall(m *eraxml.Metadata, size int64, nr uint64) error {
+	if low := restoreLowerBound(m, nr); low > 2*nr {
+		return fmt.Errorf("a store of %d bytes (%d blocks of 4096) is too small: the metadata needs at least %d blocks (%d bytes): %w",
+			size, nr, low, low*block.Size, ErrNoSpace)
+	}
 	need, err := restoreNeed(m)
 	if err != nil {
-		return fmt.Errorf("restore: a store of %d bytes (%d blocks) is too small, and sizing the metadata failed (%v): %w", size, nr, err, ErrNoSpace)
+		return fmt.Errorf("a store of %d bytes (%d blocks) is too small, and sizing the metadata failed (%v): %w", size, nr, err, ErrNoSpace)
 	}
 	if need > spacemap.MaxBlocks {
-		return fmt.Errorf("restore: the metadata needs %d blocks, more than the %d blocks a space map can manage: %w", need, spacemap.MaxBlocks, ErrNoSpace)
+		return fmt.Errorf("the metadata needs %d blocks, more than the %d blocks a space map can manage: %w", need, spacemap.MaxBlocks, ErrNoSpace)
 	}
-	return fmt.Errorf("restore: a store of %d bytes (%d blocks of 4096) is too small: the metadata needs %d blocks (%d bytes): %w",
+	return fmt.Errorf("a store of %d bytes (%d blocks of 4096) is too small: the metadata needs %d blocks (%d bytes): %w",
 		size, nr, need, need*block.Size, ErrNoSpace)
 }
 
-// restoreNeed returns the number of metadata blocks m needs, by building it
-// in a sparse in-memory store as large as a space map allows. A fresh space
-// map hands out blocks in order, and only the number of bitmaps depends on
-// the store's size.
+// restoreNeed returns the number of metadata blocks m needs. It builds m
+// in a sparse in-memory store as large as a space map allows, which gives
+// the blocks used besides the bitmaps (a fresh space map hands out blocks in
+// order; only the number of bitmaps depends on the store's size), then
+// confirms the estimate by building m in memory in a store of that size,
+// one block more at a time, since blocks freed while building (and so not
+// written) cannot be reused before the commit.
 func restoreNeed(m *eraxml.Metadata) (uint64, error) {
 	s := &sparseStore{blocks: map[int64][]byte{}}
 	md, err := buildRestore(block.NewManager(s, spacemap.MaxBlocks, 0), m, math.MaxInt)
@@ -193,8 +202,29 @@ func restoreNeed(m *eraxml.Metadata) (uint64, error) {
 	for need < base+uint64(spacemap.NrBitmaps(need)) {
 		need++
 	}
-	return need, nil
+	for tries := 0; tries < 64 && need <= spacemap.MaxBlocks; tries++ {
+		md, err := buildRestore(block.NewManager(discardStore{}, need, 0), m, math.MaxInt)
+		if err == nil {
+			err = md.commit()
+		}
+		if err == nil {
+			return need, nil
+		}
+		if !errors.Is(err, ErrNoSpace) {
+			return 0, err
+		}
+		need++
+	}
+	return need, nil // not confirmed: at least this many
 }
+
+// discardStore is a store that keeps nothing, for building metadata that
+// stays in memory.
+type discardStore struct{}
+
+func (discardStore) ReadAt(p []byte, off int64) (int, error) { clear(p); return len(p), nil }
+
+func (discardStore) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
 
 // buildRestore formats metadata over bm and fills it with m, in one
 // transaction that it leaves uncommitted. When more than flushAt blocks
@@ -226,12 +256,24 @@ func buildRestore(bm *block.Manager, m *eraxml.Metadata, flushAt int) (*metadata
 		return nil
 	}
 
-	// Grow the era array in steps, so that the dirty blocks can be written
-	// out between them. (Not md.resize: it writes out after every step,
-	// and nothing must be written before the metadata is known to fit.)
+	// Grow the era array and set its values in steps, so that the dirty
+	// blocks can be written out between them. (Not md.resize: it writes
+	// out after every step, and nothing must be written before the
+	// metadata is known to fit.)
 	for md.sb.NrBlocks != m.NrBlocks {
-		next := uint32(min(uint64(m.NrBlocks), uint64(md.sb.NrBlocks)+restoreResizeStep))
-		root, err := md.eras.Resize(md.sb.EraArrayRoot, uint64(md.sb.NrBlocks), uint64(next), make([]byte, eraValueSize))
+		from := md.sb.NrBlocks
+		next := uint32(min(uint64(m.NrBlocks), uint64(from)+restoreResizeStep))
+		root, err := md.eras.Resize(md.sb.EraArrayRoot, uint64(from), uint64(next), make([]byte, eraValueSize))
+		if err != nil {
+			return nil, fmt.Errorf("era array: %w", err)
+		}
+		root, err = md.eras.Update(root, uint64(from), uint64(next), func(i uint64, v []byte) bool {
+			if e := m.EraArray[i]; e != 0 {
+				binary.LittleEndian.PutUint32(v, e)
+				return true
+			}
+			return false
+		})
 		if err != nil {
 			return nil, fmt.Errorf("era array: %w", err)
 		}
@@ -239,20 +281,6 @@ func buildRestore(bm *block.Manager, m *eraxml.Metadata, flushAt int) (*metadata
 		if err := flush(); err != nil {
 			return nil, err
 		}
-	}
-	root, err := md.eras.Update(md.sb.EraArrayRoot, 0, uint64(m.NrBlocks), func(i uint64, v []byte) bool {
-		if e := m.EraArray[i]; e != 0 {
-			binary.LittleEndian.PutUint32(v, e)
-			return true
-		}
-		return false
-	})
-	if err != nil {
-		return nil, fmt.Errorf("era array: %w", err)
-	}
-	md.sb.EraArrayRoot = root
-	if err := flush(); err != nil {
-		return nil, err
 	}
 
 	for i := range m.Writesets {
@@ -300,10 +328,10 @@ func (g *guardStore) zero() error {
 		return nil
 	}
 	if _, err := g.out.WriteAt(make([]byte, block.Size), 0); err != nil {
-		return fmt.Errorf("restore: zero block 0: %w", err)
+		return fmt.Errorf("zero block 0: %w", err)
 	}
 	if err := g.Sync(); err != nil {
-		return fmt.Errorf("restore: zero block 0: %w", err)
+		return fmt.Errorf("zero block 0: %w", err)
 	}
 	g.zeroed = true
 	return nil

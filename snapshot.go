@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 
+	"github.com/era-go/era/array"
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/spacemap"
 	"github.com/era-go/era/transaction"
@@ -109,6 +110,12 @@ func newView(bm *block.Manager, sb *Superblock, current WritesetInfo) (*View, er
 		if r >= n {
 			return nil, block.Corruptf(sb.Blocknr, block.Superblock.Name, "root %d beyond the %d metadata blocks", r, n)
 		}
+	}
+	// An era array of nr_blocks values needs that many values' worth of
+	// array blocks; refusing more bounds what queries allocate (a bit
+	// per block) by the metadata's size.
+	if per := uint64(array.MaxEntries(eraValueSize)); uint64(sb.NrBlocks) > n*per {
+		return nil, block.Corruptf(sb.Blocknr, block.Superblock.Name, "nr_blocks %d needs more era-array blocks than the %d metadata blocks", sb.NrBlocks, n)
 	}
 	return v, nil
 }

@@ -27,8 +27,8 @@ import (
 
 type config struct {
 	quick     bool
-	dur       time.Duration // per throughput run
-	reps      int           // throughput runs per configuration (median)
+	dur       time.Duration // one throughput slice
+	reps      int           // rounds of slices
 	marked    int           // rounds of the marked-write comparison
 	markedOps int
 	queryReps int
@@ -44,17 +44,17 @@ func main() {
 		quick   = flag.Bool("quick", false, "scaled down for CI (under 2 minutes)")
 		asJSON  = flag.Bool("json", false, "print JSON instead of the markdown table")
 		dir     = flag.String("dir", "", "directory for the temporary files (default: the system's)")
-		dur     = flag.Duration("dur", 0, "duration of each throughput run (default 2s, 500ms with -quick)")
-		reps    = flag.Int("reps", 0, "throughput runs per configuration, median taken (default 3, 1 with -quick)")
+		dur     = flag.Duration("dur", 0, "length of one throughput slice (default 400ms, 250ms with -quick)")
+		reps    = flag.Int("reps", 0, "rounds of throughput slices, every subject once a round (default 10, 3 with -quick)")
 		only    = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,checkpoint,digest,heap")
 		cpMax   = flag.Int("checkpoint-max", 0, "largest log2(nr_blocks) for the checkpoint figure (default 24, 20 with -quick)")
 		heapLog = flag.Int("heap-log2", 24, "log2(nr_blocks) of the heap figure's device")
 	)
 	flag.Parse()
-	c := config{quick: *quick, dur: 2 * time.Second, reps: 3, marked: 31, markedOps: 20000, queryReps: 9,
+	c := config{quick: *quick, dur: 400 * time.Millisecond, reps: 10, marked: 31, markedOps: 20000, queryReps: 9,
 		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog}
 	if c.quick {
-		c = config{quick: true, dur: 500 * time.Millisecond, reps: 1, marked: 11, markedOps: 10000, queryReps: 3,
+		c = config{quick: true, dur: 250 * time.Millisecond, reps: 3, marked: 11, markedOps: 10000, queryReps: 3,
 			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog}
 	}
 	if *dur > 0 {
@@ -167,51 +167,51 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 		}
 		rep.Marked = &m
 	}
-	// Throughput: every configuration reps times, interleaved, median.
-	type tcfg struct {
-		key string
-		fn  func() (workload.ThroughputResult, error)
+	// Throughput: every subject on its own files, run in turn for a slice
+	// at a time, round after round, so that the machine's changing load
+	// (other processes' I/O) falls on all of them alike.
+	var subjects []*workload.Subject
+	defer func() {
+		for _, s := range subjects {
+			s.Close()
+		}
+	}()
+	add := func(s *workload.Subject, err error) error {
+		if err != nil {
+			return err
+		}
+		subjects = append(subjects, s)
+		return nil
 	}
-	var tcs []tcfg
 	if c.want("first") {
 		for _, g := range []int{1, 16, 64} {
-			tcs = append(tcs, tcfg{fmt.Sprintf("era/%d", g), func() (workload.ThroughputResult, error) {
-				return workload.MeasureEraFirstWrites(root, g, c.dur)
-			}})
+			if err := add(workload.NewEraSubject(root, g)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if c.want("bolt") {
 		for _, g := range []int{1, 16} {
 			for _, batch := range []bool{false, true} {
-				name := "update"
-				if batch {
-					name = "batch"
+				if err := add(workload.NewBoltSubject(root, g, batch)); err != nil {
+					return nil, err
 				}
-				tcs = append(tcs, tcfg{fmt.Sprintf("bolt-%s/%d", name, g), func() (workload.ThroughputResult, error) {
-					return workload.MeasureBolt(root, g, batch, c.dur)
-				}})
 			}
 		}
 	}
 	if c.want("raw") {
-		tcs = append(tcs, tcfg{"raw-fsync/1", func() (workload.ThroughputResult, error) {
-			return workload.MeasureRawSync(root, c.dur)
-		}})
-	}
-	runs := map[string][]workload.ThroughputResult{}
-	for r := range c.reps {
-		for _, tc := range tcs {
-			done := step(fmt.Sprintf("first writes %s (run %d/%d)", tc.key, r+1, c.reps))
-			res, err := tc.fn()
-			done()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", tc.key, err)
-			}
-			runs[tc.key] = append(runs[tc.key], res)
+		if err := add(workload.NewRawSubject(root)); err != nil {
+			return nil, err
 		}
 	}
-	for k, rs := range runs {
-		rep.Throughput[k] = medianRun(rs)
+	if len(subjects) > 0 {
+		done := step(fmt.Sprintf("first writes: %d subjects, %d rounds of %v each", len(subjects), c.reps, c.dur))
+		tp, err := workload.RunSubjects(subjects, c.dur, c.reps, nil)
+		done()
+		if err != nil {
+			return nil, err
+		}
+		rep.Throughput = tp
 	}
 	if c.want("query") {
 		done := step("WrittenSince vs era_invalidate, 1,000,000 blocks")
@@ -250,22 +250,6 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 		}
 	}
 	return rep, nil
-}
-
-// medianRun returns the run with the median throughput.
-func medianRun(rs []workload.ThroughputResult) workload.ThroughputResult {
-	best := rs[0]
-	ops := make([]float64, len(rs))
-	for i, r := range rs {
-		ops[i] = r.OpsPerSec
-	}
-	m := workload.Median(ops)
-	for _, r := range rs {
-		if r.OpsPerSec == m {
-			best = r
-		}
-	}
-	return best
 }
 
 func ops(r workload.ThroughputResult) string {

@@ -30,9 +30,9 @@ var ErrCorrupt = errors.New("corrupt metadata")
 var ErrNoSpace = errors.New("metadata device is full")
 
 // Corruptf returns an error wrapping ErrCorrupt that names the block, its
-// kind and the check that failed.
+// kind and the check that failed: "metadata block 6 (array block): ...".
 func Corruptf(loc uint64, kind string, format string, args ...any) error {
-	return fmt.Errorf("%s block %d: %s: %w", kind, loc, fmt.Sprintf(format, args...), ErrCorrupt)
+	return fmt.Errorf("metadata block %d (%s): %s: %w", loc, kind, fmt.Sprintf(format, args...), ErrCorrupt)
 }
 
 // Kind describes one type of metadata block: the constant its checksum is

@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -171,79 +173,157 @@ func fill(r RunResult, writers int) ThroughputResult {
 	}
 }
 
+// Subject is one contender of the first-write figures: a writer (an era
+// device, a bbolt tracker or a raw synced file) on its own files, driven
+// by Writers goroutines over a permutation of its blocks.
+type Subject struct {
+	Name    string
+	Writers int
+	W       Writer
+	Dev     *era.Device // era subjects only
+	Synced  bool        // the store syncs (fsync/fdatasync)
+	perm    *Perm
+	close   func() error
+
+	run    RunResult
+	before era.Stats
+}
+
+// Close releases the subject's files.
+func (s *Subject) Close() error { return s.close() }
+
+func subdir(dir, name string) (string, error) {
+	d := filepath.Join(dir, strings.NewReplacer("/", "-").Replace(name))
+	return d, os.MkdirAll(d, 0o755)
+}
+
+// NewEraSubject opens a fresh device of FirstWriteBlocks blocks, metadata
+// and origin being files in dir.
+func NewEraSubject(dir string, writers int) (*Subject, error) {
+	name := fmt.Sprintf("era/%d", writers)
+	sd, err := subdir(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewRig(sd, RigConfig{NrBlocks: FirstWriteBlocks, Origin: FileOrigin})
+	if err != nil {
+		return nil, err
+	}
+	if err := WaitDigest(r.Dev, time.Minute); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &Subject{Name: name, Writers: writers, W: r.Dev, Dev: r.Dev, Synced: r.Dev.Stats().CanSync,
+		perm: NewPerm(FirstWriteBlocks), close: r.Close}, nil
+}
+
+// NewBoltSubject opens a fresh BoltTracker (db.Update, or db.Batch) over
+// an origin file, both in dir.
+func NewBoltSubject(dir string, writers int, batch bool) (*Subject, error) {
+	kind := "update"
+	if batch {
+		kind = "batch"
+	}
+	name := fmt.Sprintf("bolt-%s/%d", kind, writers)
+	sd, err := subdir(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	origin, err := CreateFile(originPath(sd), FirstWriteBlocks*BlockBytes)
+	if err != nil {
+		return nil, err
+	}
+	t, err := OpenBolt(sd, origin, FirstWriteBlocks, batch)
+	if err != nil {
+		origin.Close()
+		return nil, err
+	}
+	return &Subject{Name: name, Writers: writers, W: t, Synced: !t.DB.NoSync, perm: NewPerm(FirstWriteBlocks),
+		close: func() error {
+			err := t.Close()
+			origin.Close()
+			os.Remove(originPath(sd))
+			return err
+		}}, nil
+}
+
+// NewRawSubject is a raw origin file written 4 KiB at a time, each write
+// followed by an fsync, by one goroutine.
+func NewRawSubject(dir string) (*Subject, error) {
+	name := "raw-fsync/1"
+	sd, err := subdir(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := CreateFile(originPath(sd), FirstWriteBlocks*BlockBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Subject{Name: name, Writers: 1, W: SyncedFile{F: f}, Synced: true, perm: NewPerm(FirstWriteBlocks),
+		close: func() error {
+			err := f.Close()
+			os.Remove(originPath(sd))
+			return err
+		}}, nil
+}
+
+// RunSubjects runs the subjects in turn, slice each, rounds times over
+// (round robin, so that the machine's changing load falls on all of them
+// alike), and returns each one's totals.
+func RunSubjects(subjects []*Subject, slice time.Duration, rounds int, progress func(string)) (map[string]ThroughputResult, error) {
+	for _, s := range subjects {
+		if s.Dev != nil {
+			s.before = s.Dev.Stats()
+		}
+	}
+	for r := range rounds {
+		for _, s := range subjects {
+			if progress != nil {
+				progress(fmt.Sprintf("%s, round %d/%d", s.Name, r+1, rounds))
+			}
+			run, err := RunWrites(s.W, s.perm, s.Writers, 0, slice, true)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Name, err)
+			}
+			s.run.Ops += run.Ops
+			s.run.Elapsed += run.Elapsed
+			s.run.Lat = append(s.run.Lat, run.Lat...)
+		}
+	}
+	out := map[string]ThroughputResult{}
+	for _, s := range subjects {
+		res := fill(s.run, s.Writers)
+		res.Synced = s.Synced
+		if s.Dev != nil {
+			after := s.Dev.Stats()
+			res.Commits = after.Commits - s.before.Commits
+			fw := after.FirstWrites - s.before.FirstWrites
+			writes := after.MetadataWrites - s.before.MetadataWrites
+			if fw > 0 {
+				res.CommitsPerWrite = float64(res.Commits) / float64(fw)
+			}
+			if res.Commits > 0 {
+				res.BlocksPerCommit = float64(writes) / float64(res.Commits)
+				res.SyncsPerCommit = float64(after.MetadataSyncs-s.before.MetadataSyncs) / float64(res.Commits)
+				res.MeanGroup = float64(fw) / float64(res.Commits)
+			}
+			res.MetadataWriteBytes = writes * BlockBytes
+		}
+		out[s.Name] = res
+	}
+	return out, nil
+}
+
 // MeasureEraFirstWrites opens a fresh device of FirstWriteBlocks blocks on
 // files in dir and runs writers goroutines of first writes for dur.
 func MeasureEraFirstWrites(dir string, writers int, dur time.Duration) (ThroughputResult, error) {
-	r, err := NewRig(dir, RigConfig{NrBlocks: FirstWriteBlocks, Origin: FileOrigin})
+	s, err := NewEraSubject(dir, writers)
 	if err != nil {
 		return ThroughputResult{}, err
 	}
-	defer r.Close()
-	if err := WaitDigest(r.Dev, time.Minute); err != nil {
-		return ThroughputResult{}, err
-	}
-	before := r.Dev.Stats()
-	run, err := RunWrites(r.Dev, NewPerm(FirstWriteBlocks), writers, 0, dur, true)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	after := r.Dev.Stats()
-	res := fill(run, writers)
-	res.Commits = after.Commits - before.Commits
-	fw := after.FirstWrites - before.FirstWrites
-	writes := after.MetadataWrites - before.MetadataWrites
-	if fw > 0 {
-		res.CommitsPerWrite = float64(res.Commits) / float64(fw)
-	}
-	if res.Commits > 0 {
-		res.BlocksPerCommit = float64(writes) / float64(res.Commits)
-		res.SyncsPerCommit = float64(after.MetadataSyncs-before.MetadataSyncs) / float64(res.Commits)
-		res.MeanGroup = float64(fw) / float64(res.Commits)
-	}
-	res.Synced = after.CanSync
-	res.MetadataWriteBytes = writes * BlockBytes
-	return res, nil
-}
-
-// MeasureBolt runs writers goroutines of first writes for dur through a
-// BoltTracker (db.Update per first write, or db.Batch) over an origin
-// file in dir.
-func MeasureBolt(dir string, writers int, batch bool, dur time.Duration) (ThroughputResult, error) {
-	origin, err := CreateFile(originPath(dir), FirstWriteBlocks*BlockBytes)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	defer os.Remove(originPath(dir))
-	defer origin.Close()
-	t, err := OpenBolt(dir, origin, FirstWriteBlocks, batch)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	defer t.Close()
-	run, err := RunWrites(t, NewPerm(FirstWriteBlocks), writers, 0, dur, true)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	res := fill(run, writers)
-	res.Synced = !t.DB.NoSync
-	return res, nil
-}
-
-// MeasureRawSync writes 4 KiB and fsyncs, in one goroutine, for dur.
-func MeasureRawSync(dir string, dur time.Duration) (ThroughputResult, error) {
-	f, err := CreateFile(originPath(dir), FirstWriteBlocks*BlockBytes)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	defer os.Remove(originPath(dir))
-	defer f.Close()
-	run, err := RunWrites(SyncedFile{F: f}, NewPerm(FirstWriteBlocks), 1, 0, dur, true)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	res := fill(run, 1)
-	res.Synced = true
-	return res, nil
+	defer s.Close()
+	res, err := RunSubjects([]*Subject{s}, dur, 1, nil)
+	return res[s.Name], err
 }
 
 // ---------------------------------------------------------------------

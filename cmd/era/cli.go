@@ -104,11 +104,9 @@ func describe(err error) string {
 }
 
 // tidy drops the "corrupt metadata" that every corruption ends with, which
-// says nothing the message does not, and the doubled word of block kinds
-// whose name ends in "block" ("array block block 6").
+// says nothing the message does not.
 func tidy(s string) string {
-	s = strings.TrimSuffix(s, ": "+era.ErrCorrupt.Error())
-	return strings.ReplaceAll(s, " block block ", " block ")
+	return strings.TrimSuffix(s, ": "+era.ErrCorrupt.Error())
 }
 
 // fileError names the file an error is about.

@@ -251,16 +251,16 @@ func TestErrorsNameFileAndBlock(t *testing.T) {
 		{"check", bad}, {"dump", bad}, {"dump", "--logical", bad}, {"invalidate", "--written-since", "1", bad},
 	} {
 		r := cli(args...)
-		if r.code != 1 || !strings.Contains(r.stderr, bad+": ") || !strings.Contains(r.stderr, "array block 6") {
+		if r.code != 1 || !strings.Contains(r.stderr, bad+": ") || !strings.Contains(r.stderr, "metadata block 6 (array block)") {
 			t.Errorf("era %q: %v", args, r)
 		}
 	}
 	// --repair dumps the rest, with a warning.
 	r := cli("dump", "--repair", bad)
-	if r.code != 0 || !strings.Contains(r.stderr, "array block 6") || !strings.Contains(r.stdout, `<writeset era="4" nr_bits="16">`) {
+	if r.code != 0 || !strings.Contains(r.stderr, "metadata block 6 (array block)") || !strings.Contains(r.stdout, `<writeset era="4" nr_bits="16">`) {
 		t.Errorf("dump --repair: %v", r)
 	}
-	if r := cli("status", corruptBlock(t, "m.bin", 0, 100, false)); r.code != 1 || !strings.Contains(r.stderr, "superblock block 0") {
+	if r := cli("status", corruptBlock(t, "m.bin", 0, 100, false)); r.code != 1 || !strings.Contains(r.stderr, "metadata block 0 (superblock)") {
 		t.Errorf("status of a bad superblock: %v", r)
 	}
 	if r := cli("check", filepath.Join(t.TempDir(), "none")); r.code != 1 || !strings.Contains(r.stderr, "none: no such file") {

@@ -1,0 +1,393 @@
+package era
+
+// Concurrency: 32 goroutines write (overlapping and not) while others
+// checkpoint, take and drop snapshots, read them, ask for the status and
+// query WrittenSince; run it under -race. Every query is checked against
+// the writes that had completed before it began, and afterwards power cuts
+// of the whole run are checked against every write that reached the origin.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/era-go/era/erasim"
+)
+
+// concWrite is one WriteAt: its blocks and the era observed (Status)
+// before it started; the era it is tracked in can only be later.
+type concWrite struct {
+	lo, hi uint64
+	era    uint32
+}
+
+// concLog holds the writes in the order they completed.
+type concLog struct {
+	mu   sync.Mutex
+	done []concWrite
+}
+
+func (l *concLog) add(w concWrite) {
+	l.mu.Lock()
+	l.done = append(l.done, w)
+	l.mu.Unlock()
+}
+
+func (l *concLog) snapshot() []concWrite {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]concWrite(nil), l.done...)
+}
+
+// concCheck checks that every write of done whose era is >= since is in
+// rs = WrittenSince(since).
+func concCheck(rs []Range, since uint32, done []concWrite) error {
+	for _, w := range done {
+		if w.era < since {
+			continue
+		}
+		for b := w.lo; b < w.hi; b++ {
+			if !fltIn(rs, b) {
+				return fmt.Errorf("block %d, written in era %d or later, missing from WrittenSince(%d)", b, w.era, since)
+			}
+		}
+	}
+	return nil
+}
+
+func TestConcurrency(t *testing.T) {
+	const (
+		writers   = 32
+		nrBlocks  = 2048
+		blockSize = 4096
+		hot       = 64 // blocks every overlapping writer shares
+	)
+	perWriter := 120
+	if raceEnabled() || testing.Short() {
+		perWriter = 50
+	}
+	var clock erasim.Clock
+	meta := erasim.New(4<<20, erasim.WithClock(&clock))
+	origin := erasim.New(nrBlocks*blockSize, erasim.WithClock(&clock))
+	d, err := Open(meta, origin, Config{BlockSectors: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &concLog{}
+	// calls[id] is the write whose data starts with id, recorded before
+	// WriteAt is called: the crash checks find it from the origin's ops.
+	calls := make([]concWrite, writers*perWriter+1)
+	var nextID atomic.Uint64
+	var failures []string
+	var failMu sync.Mutex
+	fail := func(format string, args ...any) {
+		failMu.Lock()
+		defer failMu.Unlock()
+		if len(failures) < 10 {
+			failures = append(failures, fmt.Sprintf(format, args...))
+		}
+	}
+
+	var writersWG, othersWG sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range writers {
+		writersWG.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 42))
+			lastEra := uint32(0)
+			for range perWriter {
+				var lo uint64
+				if g%2 == 0 { // overlapping: the hot region
+					lo = rng.Uint64N(hot)
+				} else { // a private region per writer
+					lo = hot + uint64(g/2)*((nrBlocks-hot)/(writers/2)) + rng.Uint64N((nrBlocks-hot)/(writers/2)-3)
+				}
+				off := int64(lo*blockSize) + rng.Int64N(blockSize-8)
+				n := 8 + rng.Int64N(2*blockSize)
+				if rng.IntN(3) == 0 {
+					n = 8 + rng.Int64N(32)
+				}
+				n = min(n, nrBlocks*blockSize-off)
+				id := nextID.Add(1)
+				p := make([]byte, n)
+				binary.LittleEndian.PutUint64(p, id)
+				era := d.Status().CurrentEra
+				if era < lastEra {
+					fail("writer %d saw the era go from %d back to %d", g, lastEra, era)
+				}
+				lastEra = era
+				w := concWrite{lo: uint64(off) / blockSize, hi: (uint64(off+n) + blockSize - 1) / blockSize, era: era}
+				calls[id] = w
+				if _, err := d.WriteAt(p, off); err != nil {
+					fail("writer %d: WriteAt: %v", g, err)
+					return
+				}
+				log.add(w)
+			}
+		})
+	}
+	// Checkpoints, snapshots taken, read and dropped.
+	var checkpoints, snapshots, snapReads atomic.Int64
+	othersWG.Go(func() {
+		rng := rand.New(rand.NewPCG(7, 7))
+		held := false
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			switch rng.IntN(4) {
+			case 0, 1:
+				if err := d.Checkpoint(); err != nil {
+					fail("Checkpoint: %v", err)
+					return
+				}
+				checkpoints.Add(1)
+			case 2:
+				if held {
+					if err := d.DropSnapshot(); err != nil {
+						fail("DropSnapshot: %v", err)
+						return
+					}
+					held = false
+					break
+				}
+				done := log.snapshot()
+				if err := d.TakeSnapshot(); err != nil {
+					fail("TakeSnapshot: %v", err)
+					return
+				}
+				held = true
+				snapshots.Add(1)
+				v, err := OpenSnapshot(meta)
+				if err != nil {
+					fail("OpenSnapshot: %v", err)
+					return
+				}
+				since := 1 + rng.Uint32N(v.CurrentEra())
+				rs, err := v.WrittenSince(since)
+				if err == nil {
+					err = concCheck(rs, since, done)
+				}
+				if err != nil {
+					fail("snapshot at era %d: %v", v.CurrentEra(), err)
+				}
+				snapReads.Add(1)
+			case 3:
+				if err := d.DropSnapshot(); err != nil && !errors.Is(err, ErrNoSnapshot) {
+					fail("DropSnapshot: %v", err)
+				}
+				held = false
+			}
+			time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+		}
+	})
+	// Queries.
+	var queries atomic.Int64
+	for q := range 2 {
+		othersWG.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(q), 9))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				done := log.snapshot()
+				st := d.Status()
+				since := 1 + rng.Uint32N(st.CurrentEra)
+				rs, err := d.WrittenSince(since)
+				if err == nil {
+					err = concCheck(rs, since, done)
+				}
+				if err != nil {
+					fail("WrittenSince at era %d: %v", st.CurrentEra, err)
+					return
+				}
+				if len(done) > 0 {
+					w := done[rng.IntN(len(done))]
+					if e, err := d.BlockEra(w.lo); err != nil || e < w.era {
+						fail("BlockEra(%d) = %d, %v; written in era %d or later", w.lo, e, err, w.era)
+						return
+					}
+				}
+				queries.Add(1)
+				time.Sleep(time.Duration(rng.IntN(500)) * time.Microsecond)
+			}
+		})
+	}
+	writersWG.Wait()
+	close(stop)
+	othersWG.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+	if t.Failed() {
+		d.Close()
+		return
+	}
+
+	done := log.snapshot()
+	st := d.Status()
+	for since := uint32(1); since <= st.CurrentEra; since++ {
+		rs, err := d.WrittenSince(since)
+		if err == nil {
+			err = concCheck(rs, since, done)
+		}
+		if err != nil {
+			t.Fatalf("after the run: %v", err)
+		}
+	}
+	stats := d.Stats()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(meta); err != nil {
+		t.Fatalf("Check after the run: %v", err)
+	}
+	v, err := OpenView(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for since := uint32(1); since <= v.CurrentEra(); since++ {
+		rs, err := v.WrittenSince(since)
+		if err == nil {
+			err = concCheck(rs, since, done)
+		}
+		if err != nil {
+			t.Fatalf("view after Close: %v", err)
+		}
+	}
+	t.Logf("%d writes (%d first writes in %d mark commits), %d checkpoints, %d snapshots (%d read), %d queries, era %d",
+		len(done), stats.FirstWrites, stats.MarkCommits, checkpoints.Load(), snapshots.Load(), snapReads.Load(), queries.Load(), st.CurrentEra)
+
+	// Power cuts of the concurrent run: every write that reached the
+	// origin before the cut is marked at its era or later.
+	writes, states := concDurableCheck(t, meta, origin, calls)
+	cuts := concCrashCheck(t, &clock, meta, origin, calls)
+	t.Logf("every origin write checked against the durable metadata right after it: %d writes, %d durable states; %d power cuts reopened", writes, states, cuts)
+}
+
+// concDurableCheck cuts the run right after every origin write, keeping
+// only the metadata writes synced by then, and checks that the write's
+// blocks are marked there: the mark was durable before the data moved.
+// It returns the number of origin writes and of durable states checked.
+func concDurableCheck(t *testing.T, meta, origin *erasim.Store, calls []concWrite) (int, int) {
+	ops, oops := meta.Ops(), origin.Ops()
+	buf := make([]byte, meta.Size())
+	pending := 0 // ops[pending:i] are written but not synced
+	var eras []uint32
+	superChanged := true
+	states, next := 0, 0 // next origin op to check
+	for i, op := range ops {
+		if op.Kind != erasim.OpSync {
+			continue
+		}
+		for _, w := range ops[pending:i] {
+			copy(buf[w.Off:], w.Data)
+			if w.Off == 0 {
+				superChanged = true
+			}
+		}
+		pending = i + 1
+		end := ^uint64(0) // the next sync: later cuts see more
+		for _, o := range ops[i+1:] {
+			if o.Kind == erasim.OpSync {
+				end = o.Time
+				break
+			}
+		}
+		for ; next < len(oops) && oops[next].Time < op.Time; next++ {
+			t.Fatalf("origin write at %d before the first metadata sync", oops[next].Time)
+		}
+		if next == len(oops) || oops[next].Time >= end {
+			continue
+		}
+		if superChanged {
+			v, err := OpenView(bytes.NewReader(buf))
+			if err != nil {
+				t.Fatalf("durable metadata at %d: %v", op.Time, err)
+			}
+			if eras, err = tortEras(v.trees); err != nil {
+				t.Fatalf("durable metadata at %d: %v", op.Time, err)
+			}
+			superChanged = false
+			states++
+		}
+		for ; next < len(oops) && oops[next].Time < end; next++ {
+			w := calls[binary.LittleEndian.Uint64(oops[next].Data)]
+			for b := w.lo; b < w.hi; b++ {
+				if eras[b] < w.era {
+					t.Fatalf("origin write at %d: block %d at era %d in the durable metadata, written in era %d or later", oops[next].Time, b, eras[b], w.era)
+				}
+			}
+		}
+	}
+	if next != len(oops) {
+		t.Fatalf("%d origin writes after the last metadata sync", len(oops)-next)
+	}
+	return len(oops), states
+}
+
+// concCrashCheck cuts the run at a sample of instants (every metadata
+// sync and random ones) and checks each image against the origin writes
+// issued before the cut.
+func concCrashCheck(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Store, calls []concWrite) int {
+	ops, oops := meta.Ops(), origin.Ops()
+	var times []uint64
+	for _, op := range ops {
+		if op.Kind == erasim.OpSync {
+			times = append(times, op.Time, op.Time+1)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 100 {
+		times = append(times, rng.Uint64N(clock.Now()+1))
+	}
+	limit := 300
+	if raceEnabled() {
+		limit = 80
+	}
+	if len(times) > limit {
+		rng.Shuffle(len(times), func(i, j int) { times[i], times[j] = times[j], times[i] })
+		times = times[:limit]
+	}
+	for _, c := range times {
+		opts := erasim.CrashOptions{Unsynced: erasim.Unsynced(rng.IntN(3)), Tear: rng.IntN(2) == 0}
+		img := meta.CrashImage(meta.Point(c), rng, opts)
+		if err := Check(bytes.NewReader(img)); err != nil && !tortIsZero(img[:4096]) {
+			t.Fatalf("cut at %d: Check: %v", c, err)
+		}
+		d, err := Open(&tortStore{data: bytes.Clone(img)}, tortNoOrigin{}, Config{BlockSectors: 8, OriginSize: origin.Size()})
+		if err != nil {
+			t.Fatalf("cut at %d: Open: %v", c, err)
+		}
+		d.mu.Lock()
+		eras, err := tortEras(d.md.trees())
+		d.mu.Unlock()
+		if err != nil {
+			t.Fatalf("cut at %d: %v", c, err)
+		}
+		for _, op := range oops {
+			if op.Time >= c {
+				break
+			}
+			w := calls[binary.LittleEndian.Uint64(op.Data)]
+			for b := w.lo; b < w.hi; b++ {
+				if eras[b] < w.era {
+					t.Fatalf("cut at %d: block %d at era %d, its write (era %d or later) had reached the origin", c, b, eras[b], w.era)
+				}
+			}
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(times)
+}

@@ -1,0 +1,575 @@
+package era
+
+// Fault injection: metadata stores whose writes, syncs or reads fail,
+// that fill up, or that transfer short; origins whose writes fail or
+// transfer short; metadata too small for the workload.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/era-go/era/erasim"
+)
+
+// fltAcked is what the device acknowledged: the era each block was last
+// successfully written in.
+type fltAcked map[uint64]uint32
+
+// fltCheckAcked checks that every acknowledged block is reported written
+// at its era or later, by WrittenSince and BlockEra.
+func fltCheckAcked(t *testing.T, q interface {
+	WrittenSince(uint32) ([]Range, error)
+	BlockEra(uint64) (uint32, error)
+}, acked fltAcked, what string) {
+	t.Helper()
+	byEra := map[uint32][]uint64{}
+	for b, e := range acked {
+		byEra[e] = append(byEra[e], b)
+		got, err := q.BlockEra(b)
+		if err != nil {
+			t.Fatalf("%s: BlockEra(%d): %v", what, b, err)
+		}
+		if got < e {
+			t.Fatalf("%s: block %d at era %d, written in era %d", what, b, got, e)
+		}
+	}
+	for e, blocks := range byEra {
+		rs, err := q.WrittenSince(e)
+		if err != nil {
+			t.Fatalf("%s: WrittenSince(%d): %v", what, e, err)
+		}
+		for _, b := range blocks {
+			if !fltIn(rs, b) {
+				t.Fatalf("%s: block %d written in era %d missing from WrittenSince(%d) = %v", what, b, e, e, rs)
+			}
+		}
+	}
+}
+
+func fltIn(rs []Range, b uint64) bool {
+	for _, r := range rs {
+		if b >= r.Begin && b < r.End {
+			return true
+		}
+	}
+	return false
+}
+
+// fltWaitDigest waits for the background digest to finish, fail the
+// device, or give up (on ErrNoSpace it stops until the next era).
+func fltWaitDigest(d *Device) {
+	deadline := time.Now().Add(2 * time.Second)
+	last, still := d.Stats(), 0
+	for last.Digesting && d.state.Load() == stateOpen && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
+		s := d.Stats()
+		if s.Commits == last.Commits && s.MetadataWrites == last.MetadataWrites && s.MetadataReads == last.MetadataReads {
+			if still++; still > 200 {
+				return // no progress for 20ms: it gave up
+			}
+		} else {
+			still = 0
+		}
+		last = s
+	}
+}
+
+// fltFault is one way to break the metadata store after k operations.
+type fltFault struct {
+	name   string
+	inject func(s *erasim.Store, k int)
+	is     error // what the failing call's error wraps
+	fails  bool  // whether the fault must put the device in fail mode
+	cache  int   // CacheBlocks: small to make the device read
+}
+
+var fltFaults = []fltFault{
+	{"write", func(s *erasim.Store, k int) { s.FailWritesAfter(k) }, erasim.ErrInjected, true, 0},
+	{"sync", func(s *erasim.Store, k int) { s.FailSyncAfter(k) }, erasim.ErrInjected, true, 0},
+	{"full store", func(s *erasim.Store, k int) { s.SetLimit(int64(12+k) * 4096) }, syscall.ENOSPC, true, 0},
+	{"short write", func(s *erasim.Store, k int) { s.FailWritesAfter(-1); s.ShortWrites(k + 1) }, io.ErrShortWrite, true, 0},
+	{"read", func(s *erasim.Store, k int) { s.FailReadsAfter(k) }, erasim.ErrInjected, false, 2},
+}
+
+// fltScript runs a fixed workload on d until a call fails and returns that
+// call's error (nil if none did). acked collects the acknowledged writes;
+// failedWrite reports whether the failing call was a WriteAt.
+func fltScript(t *testing.T, d *Device, origin *erasim.Store, rng *rand.Rand, acked fltAcked) (err error, failedWrite bool, step int) {
+	era := d.Status().CurrentEra
+	held := false
+	for step = 0; step < 40; step++ {
+		switch x := rng.IntN(10); {
+		case x < 6:
+			b := uint64(rng.IntN(int(d.NrBlocks())))
+			before := origin.Len()
+			_, err = d.WriteAt([]byte{byte(step), 1, 2}, int64(b*d.BlockBytes()+100))
+			if err != nil {
+				if origin.Len() != before {
+					t.Fatalf("step %d: WriteAt failed (%v) but wrote the origin", step, err)
+				}
+				return err, true, step
+			}
+			acked[b] = era
+		case x < 8:
+			if err = d.Checkpoint(); err != nil {
+				return err, false, step
+			}
+			era++
+			fltWaitDigest(d)
+		case x < 9 && !held:
+			if err = d.TakeSnapshot(); err != nil {
+				return err, false, step
+			}
+			era++
+			held = true
+			fltWaitDigest(d)
+		case x < 9:
+			if err = d.DropSnapshot(); err != nil {
+				return err, false, step
+			}
+			held = false
+		default:
+			if err = d.Sync(); err != nil {
+				return err, false, step
+			}
+		}
+	}
+	return nil, false, step
+}
+
+// TestFaultMetadataStore breaks the metadata store at every point of a
+// workload, for each kind of fault, and checks the device's promises: the
+// failing write returns an error and leaves the origin untouched; a failed
+// metadata write or sync puts the device in fail mode, where every write
+// returns ErrReadOnly until it is reopened while reads and queries go on;
+// nothing acknowledged is lost, whether the store is healed and reopened
+// or cut by a power failure right after the fault.
+func TestFaultMetadataStore(t *testing.T) {
+	for _, f := range fltFaults {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			sweeps, failed := 0, 0
+			for k := 0; k < 400; k++ {
+				done := fltOneFault(t, f, k)
+				sweeps++
+				if done {
+					break
+				}
+				failed++
+			}
+			t.Logf("%d injection points, %d failed the workload", sweeps, failed)
+			if failed == 0 {
+				t.Fatal("the fault never hit the workload")
+			}
+		})
+	}
+}
+
+// fltOneFault runs the workload with the fault injected after k
+// operations; it reports true when the fault never hit.
+func fltOneFault(t *testing.T, f fltFault, k int) bool {
+	const sectors = 8
+	meta := erasim.New(512 << 10)
+	origin := erasim.New(300 << 10)
+	d, err := Open(meta, origin, Config{BlockSectors: sectors, CacheBlocks: f.cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := fltAcked{}
+	f.inject(meta, k)
+	rng := rand.New(rand.NewPCG(1, 3))
+	err, _, step := fltScript(t, d, origin, rng, acked)
+	if err == nil {
+		// Let a digest still running meet the fault, if it will.
+		fltWaitDigest(d)
+		if d.state.Load() == stateOpen {
+			meta.Heal()
+			if err := d.Close(); err != nil {
+				t.Fatalf("k=%d: Close: %v", k, err)
+			}
+			return true
+		}
+		_, err = d.WriteAt([]byte{1}, 0)
+	}
+	what := fmt.Sprintf("%s fault after %d, step %d (%v)", f.name, k, step, err)
+	if !errors.Is(err, f.is) && !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("%s: error wraps neither %v nor ErrReadOnly", what, f.is)
+	}
+	if f.fails {
+		// Fail mode: every change is refused, the origin untouched.
+		before := origin.Len()
+		for b := range uint64(3) {
+			if _, err := d.WriteAt([]byte{9}, int64(b*d.BlockBytes())); !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("%s: WriteAt in fail mode: %v", what, err)
+			}
+		}
+		for blk := range acked { // already marked blocks too
+			if _, err := d.WriteAt([]byte{9}, int64(blk*d.BlockBytes())); !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("%s: WriteAt to a marked block in fail mode: %v", what, err)
+			}
+			break
+		}
+		if err := d.Checkpoint(); !errors.Is(err, ErrReadOnly) {
+			t.Fatalf("%s: Checkpoint in fail mode: %v", what, err)
+		}
+		if err := d.TakeSnapshot(); !errors.Is(err, ErrReadOnly) {
+			t.Fatalf("%s: TakeSnapshot in fail mode: %v", what, err)
+		}
+		if origin.Len() != before {
+			t.Fatalf("%s: the origin was written in fail mode", what)
+		}
+		// Reads and queries go on.
+		p := make([]byte, 4096)
+		if _, err := d.ReadAt(p, 0); err != nil {
+			t.Fatalf("%s: ReadAt in fail mode: %v", what, err)
+		}
+		if !bytes.Equal(p, origin.Bytes()[:4096]) {
+			t.Fatalf("%s: ReadAt in fail mode returned other bytes", what)
+		}
+		_ = d.Status()
+		fltCheckAcked(t, d, acked, what+", in fail mode")
+	}
+	meta.Heal()
+	cerr := d.Close()
+	if f.fails && !errors.Is(cerr, ErrReadOnly) {
+		t.Fatalf("%s: Close of a failed device: %v", what, cerr)
+	}
+
+	// A power cut right after the fault: the image reopens with every
+	// acknowledged write.
+	img := meta.CrashImage(meta.Len(), rand.New(rand.NewPCG(uint64(k), 1)), erasim.CrashOptions{Tear: true})
+	cut := &tortStore{data: img}
+	d2, err := Open(cut, origin, Config{BlockSectors: sectors})
+	if err != nil {
+		t.Fatalf("%s: Open after a power cut: %v", what, err)
+	}
+	fltCheckAcked(t, d2, acked, what+", after a power cut")
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(bytes.NewReader(cut.data)); err != nil {
+		t.Fatalf("%s: Check after a power cut: %v", what, err)
+	}
+
+	// Healed and reopened: the device works again.
+	d3, err := Open(meta, origin, Config{BlockSectors: sectors})
+	if err != nil {
+		t.Fatalf("%s: reopen after the fault: %v", what, err)
+	}
+	fltCheckAcked(t, d3, acked, what+", reopened")
+	if _, err := d3.WriteAt([]byte{7}, 0); err != nil {
+		t.Fatalf("%s: WriteAt after reopening: %v", what, err)
+	}
+	if err := d3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(meta); err != nil {
+		t.Fatalf("%s: Check after reopening: %v", what, err)
+	}
+	return false
+}
+
+// TestFaultOriginWrite: an origin write error is returned, and the mark
+// committed before it stays (the block may have changed); the device goes
+// on. A short origin write or read is reported as an error, as io.WriterAt
+// and io.ReaderAt require, even from an origin that returns none.
+func TestFaultOriginWrite(t *testing.T) {
+	meta, origin := erasim.New(512<<10), erasim.New(256<<10)
+	d, err := Open(meta, origin, Config{BlockSectors: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	era := d.Status().CurrentEra
+
+	origin.FailWritesAfter(0)
+	for _, b := range []int64{3, 10, 11} {
+		if _, err := d.WriteAt([]byte("x"), b*4096+7); !errors.Is(err, erasim.ErrInjected) {
+			t.Fatalf("WriteAt with a failing origin: %v", err)
+		}
+		if e, err := d.BlockEra(uint64(b)); err != nil || e != era {
+			t.Fatalf("block %d after a failed origin write: era %d, %v; want the mark of era %d", b, e, err, era)
+		}
+	}
+	// Already marked: straight to the (still failing) origin.
+	metaOps := meta.Len()
+	if _, err := d.WriteAt([]byte("y"), 3*4096); !errors.Is(err, erasim.ErrInjected) {
+		t.Fatalf("second WriteAt with a failing origin: %v", err)
+	}
+	if meta.Len() != metaOps {
+		t.Fatal("a write to a marked block touched the metadata")
+	}
+	origin.Heal()
+	if _, err := d.WriteAt([]byte("z"), 3*4096); err != nil {
+		t.Fatalf("WriteAt after the origin healed: %v", err)
+	}
+	if err := d.Checkpoint(); err != nil {
+		t.Fatalf("Checkpoint after origin errors: %v", err)
+	}
+	fltCheckAcked(t, d, fltAcked{3: era, 10: era, 11: era}, "after origin errors")
+
+	// Short transfers from an origin that reports no error.
+	origin.ShortWrites(1)
+	n, err := d.WriteAt(make([]byte, 100), 20*4096)
+	if err == nil || n >= 100 {
+		t.Fatalf("short origin write: WriteAt = %d, %v; want an error", n, err)
+	}
+	n, err = d.WriteAt(make([]byte, 100), 20*4096) // marked now: the fast path
+	if err == nil || n >= 100 {
+		t.Fatalf("short origin write on the fast path: WriteAt = %d, %v; want an error", n, err)
+	}
+	origin.Heal()
+	origin.ShortReads(1)
+	n, err = d.ReadAt(make([]byte, 100), 0)
+	if err == nil || n >= 100 {
+		t.Fatalf("short origin read: ReadAt = %d, %v; want an error", n, err)
+	}
+	origin.Heal()
+	origin.FailReadsAfter(0)
+	if _, err := d.ReadAt(make([]byte, 10), 0); !errors.Is(err, erasim.ErrInjected) {
+		t.Fatalf("ReadAt with a failing origin: %v", err)
+	}
+	origin.Heal()
+	if _, err := d.ReadAt(make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fltSparse is an origin that stores only what is written, for origins
+// too large to hold in memory, and counts the writes.
+type fltSparse struct {
+	mu     sync.Mutex
+	size   int64
+	pages  map[int64][]byte
+	writes int
+}
+
+func (s *fltSparse) Size() int64 { return s.size }
+
+func (s *fltSparse) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range p {
+		pg, ok := s.pages[(off+int64(i))/4096]
+		p[i] = 0
+		if ok {
+			p[i] = pg[(off+int64(i))%4096]
+		}
+	}
+	return len(p), nil
+}
+
+func (s *fltSparse) WriteAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	for i, c := range p {
+		pg := s.pages[(off+int64(i))/4096]
+		if pg == nil {
+			pg = make([]byte, 4096)
+			s.pages[(off+int64(i))/4096] = pg
+		}
+		pg[(off+int64(i))%4096] = c
+	}
+	return len(p), nil
+}
+
+func (s *fltSparse) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
+
+// TestFaultMetadataFull fills small metadata stores until a first write
+// fails with ErrNoSpace: a held snapshot shares the era array, so the
+// digest of a writeset marking every era-array block copies them all. It
+// checks: nothing reached the origin, the device does not fail (reads,
+// queries and writes to blocks already marked go on), nothing acknowledged
+// is lost, the committed metadata stays consistent, and dropping the
+// snapshot makes room again.
+func TestFaultMetadataFull(t *testing.T) {
+	const nrBlocks = 16 * 1016 // 16 era-array blocks
+	if _, err := Open(erasim.New(16<<10), &fltSparse{size: nrBlocks * 4096, pages: map[int64][]byte{}}, Config{BlockSectors: 8}); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Open on 4 metadata blocks: %v, want ErrNoSpace", err)
+	}
+	hit, fast := 0, 0
+	for metaBlocks := int64(26); metaBlocks <= 64; metaBlocks++ {
+		meta := erasim.New(metaBlocks * 4096)
+		origin := &fltSparse{size: nrBlocks * 4096, pages: map[int64][]byte{}}
+		d, err := Open(meta, origin, Config{BlockSectors: 8})
+		if errors.Is(err, ErrNoSpace) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("%d metadata blocks", metaBlocks)
+		acked := fltAcked{}
+		era := d.Status().CurrentEra
+		write := func(b uint64) error {
+			before := origin.count()
+			_, err := d.WriteAt([]byte{byte(b)}, int64(b*4096))
+			switch {
+			case err == nil:
+				acked[b] = era
+			case origin.count() != before:
+				t.Fatalf("%s: WriteAt failed (%v) but wrote the origin", what, err)
+			case !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrReadOnly):
+				t.Fatalf("%s: WriteAt on full metadata: %v, want ErrNoSpace", what, err)
+			}
+			return err
+		}
+		var failed uint64 // the block whose write failed
+		var ferr error
+		for b := uint64(0); b < nrBlocks && ferr == nil; b += 1016 {
+			if ferr = write(b); ferr != nil {
+				failed = b
+			}
+		}
+		if ferr == nil {
+			switch err := d.TakeSnapshot(); {
+			case err == nil:
+				era++
+			case errors.Is(err, ErrNoSpace):
+				d.Close()
+				continue
+			default:
+				t.Fatalf("%s: TakeSnapshot: %v", what, err)
+			}
+		}
+		// The first write of the new era, likely before the digest
+		// takes the space; then new blocks once it is done.
+		const marked = nrBlocks - 1
+		for _, b := range []uint64{marked, 1, 2, 1017, 1018, 5000, 5001, 9000} {
+			if ferr != nil {
+				break
+			}
+			if b == 1 {
+				fltWaitDigest(d)
+			}
+			if ferr = write(b); ferr != nil {
+				failed = b
+			}
+		}
+		if ferr == nil {
+			d.Close()
+			continue
+		}
+		hit++
+		if d.state.Load() != stateOpen {
+			t.Fatalf("%s: the device failed on ErrNoSpace", what)
+		}
+		if e, err := d.BlockEra(failed); err != nil || e == era {
+			t.Fatalf("%s: block %d whose write failed is marked in era %d (%v)", what, failed, e, err)
+		}
+		// A write to a block marked in this era needs no new mark.
+		if acked[marked] == era {
+			before := origin.count()
+			if _, err := d.WriteAt([]byte{1, 2}, int64(marked*4096)); err != nil {
+				t.Fatalf("%s: WriteAt to a marked block on full metadata: %v", what, err)
+			}
+			if origin.count() != before+1 {
+				t.Fatalf("%s: WriteAt to a marked block did not reach the origin", what)
+			}
+			fast++
+		}
+		p := make([]byte, 2)
+		if _, err := d.ReadAt(p, int64(marked*4096)); err != nil || (acked[marked] == era && p[0] != 1) {
+			t.Fatalf("%s: ReadAt on full metadata: %v %v", what, p, err)
+		}
+		fltCheckAcked(t, d, acked, what+", full")
+		if err := Check(meta); err != nil {
+			t.Fatalf("%s: Check on full metadata: %v", what, err)
+		}
+		// Dropping the snapshot makes room.
+		if err := d.DropSnapshot(); err == nil {
+			fltWaitDigest(d)
+			if err := write(failed); err != nil {
+				t.Fatalf("%s: WriteAt after dropping the snapshot: %v", what, err)
+			}
+		} else if !errors.Is(err, ErrNoSpace) && !errors.Is(err, ErrNoSnapshot) {
+			t.Fatalf("%s: DropSnapshot on full metadata: %v", what, err)
+		}
+		if err := d.Close(); err != nil && !errors.Is(err, ErrNoSpace) {
+			t.Fatalf("%s: Close on full metadata: %v", what, err)
+		}
+		if err := Check(meta); err != nil {
+			t.Fatalf("%s: Check after Close: %v", what, err)
+		}
+		v, err := OpenView(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fltCheckAcked(t, v, acked, what+", closed")
+	}
+	if hit == 0 || fast == 0 {
+		t.Fatalf("%d metadata sizes made a first write fail with ErrNoSpace, %d then wrote a marked block", hit, fast)
+	}
+	t.Logf("%d metadata sizes made a first write fail with ErrNoSpace, %d then wrote a marked block", hit, fast)
+}
+
+// TestFaultShortMetadataReads: a metadata store whose reads come back
+// short without an error. Open and queries fail with an error instead of
+// trusting half a block; writes fail safe; healed, everything is there.
+func TestFaultShortMetadataReads(t *testing.T) {
+	meta, origin := erasim.New(512<<10), erasim.New(256<<10)
+	d, err := Open(meta, origin, Config{BlockSectors: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := fltAcked{}
+	for b := range uint64(20) {
+		if _, err := d.WriteAt([]byte{1}, int64(b*3*4096)); err != nil {
+			t.Fatal(err)
+		}
+		acked[b*3] = 1
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opened, refused := 0, 0
+	for every := 1; every <= 12; every++ {
+		meta.ShortReads(every)
+		d, err := Open(meta, origin, Config{BlockSectors: 8, CacheBlocks: 1})
+		if err != nil {
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("Open with short reads every %d: %v", every, err)
+			}
+			refused++
+			meta.Heal()
+			continue
+		}
+		opened++
+		for b := range uint64(10) {
+			before := origin.Len()
+			if _, err := d.WriteAt([]byte{2}, int64(b*5*4096)); err != nil {
+				if origin.Len() != before {
+					t.Fatalf("a failed write (%v) reached the origin", err)
+				}
+				continue
+			}
+			acked[b*5] = d.Status().CurrentEra
+		}
+		if _, err := d.WrittenSince(1); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("WrittenSince with short reads: %v", err)
+		}
+		meta.Heal()
+		d.Close()
+		v, err := OpenView(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fltCheckAcked(t, v, acked, fmt.Sprintf("short reads every %d", every))
+	}
+	if err := Check(meta); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("short reads: Open refused %d times, opened %d times", refused, opened)
+}
