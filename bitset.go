@@ -12,33 +12,56 @@ import (
 // 2099b145d77c), so the write path may trust every set bit. Bits are read
 // and set atomically: the write path tests them without a lock.
 //
+// The bits live in chunks of chunkBits, allocated when a bit in them is
+// first set: a new era's writeset is a small table of nil chunk pointers
+// (an era change allocates nothing of the order of nr_blocks), and a
+// writeset holds memory only for the regions written in its era, one bit
+// per block at most.
+//
 // inflight counts writes that passed the bit test on this writeset and have
 // not finished writing to the origin. When a checkpoint retires the
 // writeset, it waits for the count to drain, so no write that was tracked
 // in the old era lands after the new era began.
 type writeset struct {
-	words    []atomic.Uint64
+	chunks   []atomic.Pointer[chunk]
 	nbits    uint64
 	inflight atomic.Int64
 }
 
+// Chunks of a writeset: chunkBits blocks, 8 KiB of words.
+const (
+	chunkShift = 16
+	chunkBits  = 1 << chunkShift
+	chunkWords = chunkBits / 64
+)
+
+type chunk [chunkWords]atomic.Uint64
+
 func newWriteset(nbits uint64) *writeset {
-	return &writeset{words: make([]atomic.Uint64, (nbits+63)/64), nbits: nbits}
+	return &writeset{chunks: make([]atomic.Pointer[chunk], (nbits+chunkBits-1)/chunkBits), nbits: nbits}
+}
+
+// word returns word i (blocks 64i to 64i+63).
+func (w *writeset) word(i uint64) uint64 {
+	c := w.chunks[i/chunkWords].Load()
+	if c == nil {
+		return 0
+	}
+	return c[i%chunkWords].Load()
 }
 
 // test reports whether block b is marked.
 func (w *writeset) test(b uint64) bool {
-	return w.words[b/64].Load()&(1<<(b%64)) != 0
+	return w.word(b/64)&(1<<(b%64)) != 0
 }
 
 // allSet reports whether every block in [lo, hi) is marked: the write path's
 // whole cost for already-marked blocks.
 func (w *writeset) allSet(lo, hi uint64) bool {
 	for lo < hi {
-		i := lo / 64
 		n := min(hi-lo, 64-lo%64)
 		mask := (^uint64(0) >> (64 - n)) << (lo % 64)
-		if w.words[i].Load()&mask != mask {
+		if w.word(lo/64)&mask != mask {
 			return false
 		}
 		lo += n
@@ -56,23 +79,27 @@ func (w *writeset) unmarked(lo, hi uint64, dst []uint64) []uint64 {
 	return dst
 }
 
-// set marks block b.
+// set marks block b. Calls must not run concurrently (the device's lock
+// serializes them): the one that allocates a chunk publishes it.
 func (w *writeset) set(b uint64) {
-	w.words[b/64].Or(1 << (b % 64))
-}
-
-// reset clears every bit. Only for a writeset no writer can reach.
-func (w *writeset) reset() {
-	for i := range w.words {
-		w.words[i].Store(0)
+	cp := &w.chunks[b>>chunkShift]
+	c := cp.Load()
+	if c == nil {
+		c = new(chunk)
+		cp.Store(c)
 	}
+	c[(b/64)%chunkWords].Or(1 << (b % 64))
 }
 
 // count returns the number of marked blocks.
 func (w *writeset) count() uint64 {
 	var n int
-	for i := range w.words {
-		n += bits.OnesCount64(w.words[i].Load())
+	for i := range w.chunks {
+		if c := w.chunks[i].Load(); c != nil {
+			for j := range c {
+				n += bits.OnesCount64(c[j].Load())
+			}
+		}
 	}
 	return uint64(n)
 }

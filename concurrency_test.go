@@ -72,6 +72,9 @@ func TestConcurrency(t *testing.T) {
 	if raceEnabled() || testing.Short() {
 		perWriter = 50
 	}
+	if *crashFull {
+		perWriter = 400
+	}
 	var clock erasim.Clock
 	meta := erasim.New(4<<20, erasim.WithClock(&clock))
 	origin := erasim.New(nrBlocks*blockSize, erasim.WithClock(&clock))
@@ -272,6 +275,9 @@ func TestConcurrency(t *testing.T) {
 	writes, states := concDurableCheck(t, meta, origin, calls)
 	cuts := concCrashCheck(t, &clock, meta, origin, calls)
 	t.Logf("every origin write checked against the durable metadata right after it: %d writes, %d durable states; %d power cuts reopened", writes, states, cuts)
+	reportf("concurrent writes (32 goroutines) checked against every query", len(done))
+	reportf("concurrent origin writes checked against the durable metadata right after them", writes)
+	reportf("power cuts of the concurrent run reopened", cuts)
 }
 
 // concDurableCheck cuts the run right after every origin write, keeping
@@ -353,6 +359,9 @@ func concCrashCheck(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Stor
 	limit := 300
 	if raceEnabled() {
 		limit = 80
+	}
+	if *crashFull {
+		limit = 3000
 	}
 	if len(times) > limit {
 		rng.Shuffle(len(times), func(i, j int) { times[i], times[j] = times[j], times[i] })

@@ -81,24 +81,30 @@ type Device struct {
 	bm      *block.Manager // md's block manager, for Stats
 	failure error          // why the device failed, in stateFailed
 
-	// spare is the cleared writeset the next era will use; nil while a
-	// retired writeset is still being drained and cleared.
+	// retiring is set while the writeset an era change replaced is still
+	// being drained; the next era change waits for it. Only the current
+	// writeset is kept: the next era's is allocated at the change (a table
+	// of empty chunks), and a retired one is left to the garbage
+	// collector, so the device holds at most one bit per block between era
+	// changes.
 	spareMu   sync.Mutex
 	spareCond *sync.Cond
-	spare     *writeset
+	retiring  bool
 
 	// queue holds first writes waiting for a commit (group commit);
 	// committing is set while one of them commits for the others. A new
 	// committer may wait for more (gather): gathered is closed by the
 	// next arrival, or once the queue reaches gatherAt (if > 0).
-	queueMu    sync.Mutex
-	queue      []*markRequest
-	committing bool
-	gatherAt   int
-	gathered   chan struct{}
-	lastBatch  int          // requests of the last commit that found the queue empty
-	lastEnd    time.Time    // when it ended
-	lastCommit atomic.Int64 // duration of the last mark commit, ns
+	queueMu     sync.Mutex
+	queue       []*markRequest
+	committing  bool
+	gatherAt    int
+	gathered    chan struct{}
+	lastBatch   int                           // requests of the last commit that found the queue empty
+	lastEnd     time.Time                     // when it ended
+	lastCommit  atomic.Int64                  // duration of the last mark commit, ns
+	lastMarkEnd atomic.Int64                  // when the last mark commit ended, Unix ns
+	commitWake  atomic.Pointer[chan struct{}] // closed by the next commit (digest pacing)
 
 	kick       chan struct{}
 	stopDigest chan struct{}
@@ -187,7 +193,6 @@ func Open(meta, origin interface {
 		nrBlocks:   nrBlocks,
 		md:         md,
 		bm:         bm,
-		spare:      newWriteset(nrBlocks),
 		kick:       make(chan struct{}, 1),
 		stopDigest: make(chan struct{}),
 		digestDone: make(chan struct{}),
@@ -345,7 +350,9 @@ func (d *Device) mark(lo, hi uint64) error {
 	d.queueMu.Unlock()
 	t0 := time.Now()
 	err := d.commitMarks(batch)
-	d.lastCommit.Store(int64(time.Since(t0)))
+	t1 := time.Now()
+	d.lastCommit.Store(int64(t1.Sub(t0)))
+	d.lastMarkEnd.Store(t1.UnixNano())
 	d.mu.Unlock()
 	for _, r := range batch {
 		if r != req {
@@ -452,6 +459,9 @@ func (d *Device) commit() error {
 		return d.abort(err)
 	}
 	d.commits.Add(1)
+	if ch := d.commitWake.Swap(nil); ch != nil {
+		close(*ch)
+	}
 	return nil
 }
 
@@ -494,6 +504,7 @@ func (d *Device) TakeSnapshot() error {
 
 // rollover moves to a new era, with a metadata snapshot if asked.
 func (d *Device) rollover(snapshot bool) error {
+	next := newWriteset(d.nrBlocks) // zeroed, before taking the lock
 	d.mu.Lock()
 	if err := d.usable(); err != nil {
 		d.mu.Unlock()
@@ -503,7 +514,7 @@ func (d *Device) rollover(snapshot bool) error {
 		d.mu.Unlock()
 		return ErrSnapshotExists
 	}
-	next := d.takeSpare()
+	d.waitRetired()
 	err := d.md.rollover()
 	if err == nil && snapshot {
 		err = d.md.takeSnapshot()
@@ -514,45 +525,39 @@ func (d *Device) rollover(snapshot bool) error {
 		err = d.commit()
 	}
 	if err != nil {
-		d.returnSpare(next)
 		d.mu.Unlock()
 		return err
 	}
 	old := d.cur.Swap(next)
 	d.digesting.Store(true)
+	d.spareMu.Lock()
+	d.retiring = true
+	d.spareMu.Unlock()
 	d.mu.Unlock()
 	d.kickDigest()
 	d.retire(old)
 	return nil
 }
 
-// takeSpare returns the cleared writeset for the next era, waiting while a
-// retired one is still being cleared.
-func (d *Device) takeSpare() *writeset {
+// waitRetired waits while the writeset of the last era change is still
+// being drained, so that an era change returns only once the writes of
+// every earlier era have reached the origin.
+func (d *Device) waitRetired() {
 	d.spareMu.Lock()
 	defer d.spareMu.Unlock()
-	for d.spare == nil {
+	for d.retiring {
 		d.spareCond.Wait()
 	}
-	ws := d.spare
-	d.spare = nil
-	return ws
 }
 
-func (d *Device) returnSpare(ws *writeset) {
-	d.spareMu.Lock()
-	d.spare = ws
-	d.spareMu.Unlock()
-	d.spareCond.Broadcast()
-}
-
-// retire waits for the writes in flight on a replaced writeset, clears it
-// and keeps it as the spare. It runs without d.mu, so writers are not
-// held up by the O(nr_blocks) clear.
+// retire waits for the writes in flight on a replaced writeset, then lets
+// it go. It runs without d.mu, so writers are not held up.
 func (d *Device) retire(ws *writeset) {
 	drain(ws)
-	ws.reset()
-	d.returnSpare(ws)
+	d.spareMu.Lock()
+	d.retiring = false
+	d.spareMu.Unlock()
+	d.spareCond.Broadcast()
 }
 
 // drain waits until no write is in flight on ws.
@@ -687,10 +692,21 @@ func (d *Device) kickDigest() {
 	}
 }
 
-// digestFlushBlocks is how many dirty metadata blocks the digest lets
-// build up before writing them out (without a sync; the next commit makes
-// them durable).
-const digestFlushBlocks = 256
+// Digest pacing. The digest's changes ride on the next commit. While first
+// writes are being committed (one ended within digestBusyWindow), the
+// digest takes digestStepsPerCommit steps per commit of theirs, then waits
+// (up to digestWaitMax) for the next: a first write then waits for at most
+// one step, and its commit writes the few blocks the steps changed rather
+// than waiting for a commit of the digest's. At digestPendingBusy changed
+// blocks it waits without stepping. Otherwise it runs freely and commits on
+// its own every digestPendingIdle blocks.
+const (
+	digestStepsPerCommit = 4
+	digestPendingBusy    = 16
+	digestPendingIdle    = 64
+	digestBusyWindow     = 20 * time.Millisecond
+	digestWaitMax        = 10 * time.Millisecond
+)
 
 // digestLoop folds archived writesets into the era array, a bounded step
 // at a time, off the write path: between steps it releases the lock that
@@ -703,7 +719,15 @@ func (d *Device) digestLoop() {
 			return
 		case <-d.kick:
 		}
-		for d.digestOnce() {
+		for steps := 0; ; {
+			more, busy, stalled, seen := d.digestOnce()
+			if !more {
+				break
+			}
+			if steps++; stalled || busy && steps >= digestStepsPerCommit {
+				d.awaitCommit(seen)
+				steps = 0
+			}
 			select {
 			case <-d.stopDigest:
 				return
@@ -714,30 +738,52 @@ func (d *Device) digestLoop() {
 	}
 }
 
-// digestOnce runs one digest step and reports whether to go on.
-func (d *Device) digestOnce() bool {
+// awaitCommit waits for a commit after the count seen, up to
+// digestWaitMax.
+func (d *Device) awaitCommit(seen uint64) {
+	ch := make(chan struct{})
+	d.commitWake.Store(&ch)
+	if d.commits.Load() != seen {
+		return
+	}
+	t := time.NewTimer(digestWaitMax)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-d.stopDigest:
+	}
+}
+
+// digestOnce runs one digest step and reports whether to go on, whether
+// first writes are busy (see digest pacing), whether it stalled without a
+// step to wait for their commit, and the commit count.
+func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state.Load() != stateOpen {
-		return false
+		return false, false, false, 0
+	}
+	busy = time.Since(time.Unix(0, d.lastMarkEnd.Load())) < digestBusyWindow
+	if dirty := d.md.tm.Dirty(); dirty >= digestPendingBusy {
+		if busy && dirty < digestPendingIdle {
+			return true, true, true, d.commits.Load()
+		}
+		if err := d.commit(); err != nil {
+			return false, false, false, 0
+		}
 	}
 	more, err := d.md.digestStep()
 	if err != nil {
 		d.abort(err)
-		return false
+		return false, false, false, 0
 	}
 	if !more {
 		d.commit()
 		d.digesting.Store(false)
-		return false
+		return false, false, false, 0
 	}
-	if d.md.tm.Dirty() > digestFlushBlocks {
-		if err := d.md.tm.Flush(); err != nil {
-			d.abort(err)
-			return false
-		}
-	}
-	return true
+	return true, busy, false, d.commits.Load()
 }
 
 // sortRanges sorts ranges by start (used by callers that merge).

@@ -504,9 +504,9 @@ func fzRandomProg(rng *rand.Rand) []byte {
 // every base image and every target (the fuzz targets' seed corpus is
 // run by plain `go test` too).
 func TestMutatedImages(t *testing.T) {
-	n := 2000
+	n := 4000
 	if raceEnabled() {
-		n = 600
+		n = 1200
 	}
 	if testing.Short() {
 		n = 200
@@ -540,4 +540,33 @@ func TestMutatedImages(t *testing.T) {
 	}
 	t.Logf("%d mutated images checked (%d per target)", n, n/4)
 	reportf("mutated images (Open, OpenView, OpenSnapshot, Check)", n)
+}
+
+// TestOpenRejectsFreeSuperblock: a space map that counts block 0 free (a
+// bit flip in the first bitmap, checksum recomputed) must not let Open
+// allocate the superblock's block to a tree node, which left a device
+// with a current writeset rooted at block 0 ("mark without a current
+// writeset" on the first write).
+func TestOpenRejectsFreeSuperblock(t *testing.T) {
+	for _, b := range fzBaseImages(t, 300<<10) {
+		img := bytes.Clone(b.img)
+		sb, err := DecodeSuperblock(0, img[:block.Size])
+		if err != nil {
+			t.Fatal(err)
+		}
+		index := binary.LittleEndian.Uint64(sb.SpaceMapRoot[16:])
+		bitmap := binary.LittleEndian.Uint64(img[index*block.Size+16:])
+		data := img[bitmap*block.Size : (bitmap+1)*block.Size]
+		data[16] &^= 3 // entry 0: count 0
+		block.Bitmap.Prepare(data, bitmap)
+		d, err := Open(&tortStore{data: img}, fzNullOrigin{}, Config{BlockSectors: b.sectors, OriginSize: b.size})
+		if err == nil {
+			_, err = d.WriteAt([]byte{1}, 0)
+			d.Close()
+			t.Fatalf("%s: Open accepted a space map with block 0 free (then WriteAt: %v)", b.name, err)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: Open: %v, want ErrCorrupt", b.name, err)
+		}
+	}
 }

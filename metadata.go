@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 
 	"github.com/era-go/era/array"
 	"github.com/era-go/era/block"
@@ -38,6 +39,12 @@ type digestState struct {
 	era    uint32
 	info   WritesetInfo
 	next   uint64 // next bit to fold
+
+	// words holds the words of the writeset's bitset block wordsBlock (an
+	// archived writeset does not change), read once for the steps that
+	// fold it.
+	words      []uint64
+	wordsBlock uint64
 }
 
 // eraValueSize is the size of an era-array value (u32 LE).
@@ -311,14 +318,21 @@ func (md *metadata) dropSnapshot() error {
 	return nil
 }
 
-// digestBits is how many writeset bits one digest step folds: one bitset
-// array block's worth (509 words).
-const digestBits = 509 * 64
+// digestScanBlocks bounds how many bitset blocks one digest step reads
+// while it skips clear words.
+const digestScanBlocks = 4
 
 // digestStep folds part of the oldest archived writeset into the era array
 // (format.md §7.8) and reports whether more work remains. When a writeset is
 // fully folded it is removed from the tree, which deletes its bitset. Its
 // changes ride on the next commit.
+//
+// A step changes at most one era-array block: it skips the clear words of
+// the writeset (reading at most digestScanBlocks bitset blocks), and folds
+// the set bits that fall in the next era-array block holding any. A sparse
+// writeset, the usual case, thus costs a read of its bitset and of the
+// era-array blocks it touches, not of the whole era array; and each step
+// holds the device's lock for one block's worth of work.
 func (md *metadata) digestStep() (bool, error) {
 	d := &md.digest
 	if !d.active {
@@ -337,16 +351,35 @@ func (md *metadata) digestStep() (bool, error) {
 		*d = digestState{active: true, era: uint32(key), info: decodeWritesetInfo(v)}
 	}
 	limit := min(uint64(d.info.NrBits), uint64(md.sb.NrBlocks))
-	if d.next < limit {
-		end := min(limit, (d.next/digestBits+1)*digestBits)
-		words, err := md.bits.ReadWords(d.info.Root, uint64(d.info.NrBits), d.next/64, (end+63)/64)
-		if err != nil {
-			return false, fmt.Errorf("digest writeset of era %d: %w", d.era, err)
+	perWords := uint64(md.bits.Array().MaxEntries()) // words per bitset block
+	perBits := perWords * 64
+	perEras := uint64(md.eras.MaxEntries()) // values per era-array block
+	for scanned := 0; d.next < limit; {
+		wb := d.next / perBits
+		if d.words == nil || d.wordsBlock != wb {
+			if scanned == digestScanBlocks {
+				return true, nil
+			}
+			scanned++
+			nrWords := (uint64(d.info.NrBits) + 63) / 64
+			words, err := md.bits.ReadWords(d.info.Root, uint64(d.info.NrBits), wb*perWords, min(nrWords, (wb+1)*perWords))
+			if err != nil {
+				return false, fmt.Errorf("digest writeset of era %d: %w", d.era, err)
+			}
+			d.words, d.wordsBlock = words, wb
 		}
-		base := d.next / 64
-		era := d.era
-		root, err := md.eras.Update(md.sb.EraArrayRoot, d.next, end, func(i uint64, v []byte) bool {
-			if words[i/64-base]>>(i%64)&1 == 0 || binary.LittleEndian.Uint32(v) == era {
+		base := wb * perBits // bit of d.words[0]
+		stop := min(limit, (wb+1)*perBits)
+		first, ok := nextSetBit(d.words, base, d.next, stop)
+		if !ok {
+			d.next = stop
+			continue
+		}
+		end := min(stop, (first/perEras+1)*perEras)
+		words, era := d.words, d.era
+		root, err := md.eras.Update(md.sb.EraArrayRoot, first, end, func(i uint64, v []byte) bool {
+			b := i - base
+			if words[b/64]>>(b%64)&1 == 0 || binary.LittleEndian.Uint32(v) == era {
 				return false
 			}
 			binary.LittleEndian.PutUint32(v, era)
@@ -369,6 +402,22 @@ func (md *metadata) digestStep() (bool, error) {
 	md.sb.WritesetTreeRoot = root
 	*d = digestState{}
 	return true, nil
+}
+
+// nextSetBit returns the first set bit in [from, to) of the bits words
+// holds, word 0 holding bits base to base+63.
+func nextSetBit(words []uint64, base, from, to uint64) (uint64, bool) {
+	for i := from; i < to; {
+		w := words[(i-base)/64] >> ((i - base) % 64)
+		if w != 0 {
+			if b := i + uint64(bits.TrailingZeros64(w)); b < to {
+				return b, true
+			}
+			return 0, false
+		}
+		i += 64 - (i-base)%64
+	}
+	return 0, false
 }
 
 // trees returns the live trees for queries.

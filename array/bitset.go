@@ -47,15 +47,11 @@ func (b *Bitset) Create(nrBits uint64) (uint64, error) {
 	return b.a.Resize(root, 0, NrWords(nrBits), wordZero)
 }
 
-// CreateShared is Create with the full blocks of clear words shared (see
-// Array.GrowShared): it writes the btree and at most two array blocks,
-// however many bits.
+// CreateShared is Create with the blocks of clear words shared (see
+// Array.NewShared): it writes at most two array blocks and a few btree
+// nodes, however many bits.
 func (b *Bitset) CreateShared(nrBits uint64) (uint64, error) {
-	root, err := b.a.Empty()
-	if err != nil {
-		return 0, err
-	}
-	return b.a.GrowShared(root, 0, NrWords(nrBits), wordZero)
+	return b.a.NewShared(NrWords(nrBits), wordZero)
 }
 
 // Resize changes the size of the bitset at root from oldBits to newBits and

@@ -28,30 +28,10 @@ func (a *Array) Resize(root, oldLen, newLen uint64, def []byte) (uint64, error) 
 	case newLen == oldLen:
 		return root, nil
 	case newLen > oldLen:
-		return a.grow(root, oldLen, newLen, def, false)
+		return a.grow(root, oldLen, newLen, def)
 	default:
 		return a.shrink(root, oldLen, newLen)
 	}
-}
-
-// GrowShared is Resize for a grow (newLen > oldLen), except that the new
-// full blocks are one block referenced from every slot, its reference
-// count saying how many times, as copy-on-write allows (the first change to
-// any of them shadows a private copy). Growing by n blocks then writes the
-// btree and at most two array blocks instead of n. The result is a valid
-// dm-array, read and changed as any other, but not laid out as the
-// kernel's or era_restore's (which write every block).
-func (a *Array) GrowShared(root, oldLen, newLen uint64, def []byte) (uint64, error) {
-	if len(def) != a.valueSize {
-		return 0, fmt.Errorf("array: default value of %d bytes, want %d", len(def), a.valueSize)
-	}
-	if newLen < oldLen {
-		return 0, fmt.Errorf("array: GrowShared from %d to %d values", oldLen, newLen)
-	}
-	if newLen == oldLen {
-		return root, nil
-	}
-	return a.grow(root, oldLen, newLen, def, true)
 }
 
 // nrBlocks returns the number of array blocks an array of n values has.
@@ -93,7 +73,7 @@ func (a *Array) tailBlock(root, bi uint64, nr uint32) (uint64, *Block, error) {
 	return loc, b, nil
 }
 
-func (a *Array) grow(root, oldLen, newLen uint64, def []byte, share bool) (uint64, error) {
+func (a *Array) grow(root, oldLen, newLen uint64, def []byte) (uint64, error) {
 	oldBlocks, newBlocks := a.nrBlocks(oldLen), a.nrBlocks(newLen)
 	// The array must not already reach past oldLen: inserting over such a
 	// block would silently drop it.
@@ -122,34 +102,18 @@ func (a *Array) grow(root, oldLen, newLen uint64, def []byte, share bool) (uint6
 		setNrEntries(buf, newNr)
 	}
 
-	// Append new blocks, full ones and a final partial one; with share,
-	// the full ones are one block (see GrowShared).
+	// Append new blocks, full ones and a final partial one.
 	zero := isZero(def)
-	var full uint64 // the shared full block, once created
-	haveFull := false
 	for bi := oldBlocks; bi < newBlocks; bi++ {
 		nr := a.entriesIn(newLen, bi)
-		var loc uint64
-		if nr == a.max && haveFull {
-			if err := a.tm.Inc(full); err != nil {
-				return 0, err
-			}
-			loc = full
-		} else {
-			var buf []byte
-			var err error
-			loc, buf, err = a.tm.New(block.Array)
-			if err != nil {
-				return 0, err
-			}
-			initBlock(buf, a.max, nr, a.valueSize)
-			if !zero {
-				for s := uint32(0); s < nr; s++ {
-					copy(slot(buf, a.valueSize, s), def)
-				}
-			}
-			if share && nr == a.max {
-				full, haveFull = loc, true
+		loc, buf, err := a.tm.New(block.Array)
+		if err != nil {
+			return 0, err
+		}
+		initBlock(buf, a.max, nr, a.valueSize)
+		if !zero {
+			for s := uint32(0); s < nr; s++ {
+				copy(slot(buf, a.valueSize, s), def)
 			}
 		}
 		// The new block's reference passes to the btree.

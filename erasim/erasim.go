@@ -141,6 +141,7 @@ type Store struct {
 	durableAt int
 
 	failWrites, failSyncs, failReads int // operations left before failing; <0: never
+	faults                           int // operations failed on purpose so far
 	limit                            int64
 	shortWrites, shortReads          int // every nth is short; 0: never
 	nWrites, nReads                  int // calls so far, for the short counters
@@ -181,6 +182,7 @@ func (s *Store) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("erasim: read at negative offset %d", off)
 	}
 	if s.failReads == 0 {
+		s.faults++
 		return 0, fmt.Errorf("read %d bytes at %d: %w", len(p), off, ErrInjected)
 	}
 	if s.failReads > 0 {
@@ -191,8 +193,8 @@ func (s *Store) ReadAt(p []byte, off int64) (int, error) {
 	}
 	want := p
 	s.nReads++
-	short := s.shortReads > 0 && s.nReads%s.shortReads == 0 && len(p) > 1
-	if short {
+	if s.shortReads > 0 && s.nReads%s.shortReads == 0 && len(p) > 1 {
+		s.faults++
 		want = p[:len(p)/2]
 	}
 	n := copy(want, s.data[off:])
@@ -212,9 +214,11 @@ func (s *Store) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("write %d bytes at %d of a %d-byte store: %w", len(p), off, s.size, ErrOutOfRange)
 	}
 	if s.failWrites == 0 {
+		s.faults++
 		return 0, fmt.Errorf("write %d bytes at %d: %w", len(p), off, ErrInjected)
 	}
 	if s.limit >= 0 && off+int64(len(p)) > s.limit {
+		s.faults++
 		n := 0
 		if off < s.limit {
 			n = int(s.limit - off)
@@ -227,6 +231,7 @@ func (s *Store) WriteAt(p []byte, off int64) (int, error) {
 	}
 	s.nWrites++
 	if s.shortWrites > 0 && s.nWrites%s.shortWrites == 0 && len(p) > 1 {
+		s.faults++
 		n := len(p) / 2
 		s.record(p[:n], off)
 		return n, nil // short, without an error, as a careless store does
@@ -250,6 +255,7 @@ func (s *Store) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failSyncs == 0 {
+		s.faults++
 		return fmt.Errorf("sync: %w", ErrInjected)
 	}
 	if s.failSyncs > 0 {
@@ -437,6 +443,15 @@ func (s *Store) ShortReads(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.shortReads, s.nReads = max(n, 0), 0
+}
+
+// Faults returns the number of operations failed or shortened on purpose
+// so far (by the injected faults, the limit or short transfers), to tell
+// whether a fault was reached.
+func (s *Store) Faults() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
 }
 
 // Heal removes every injected fault, the limit and short transfers.

@@ -231,6 +231,9 @@ func TestFaults(t *testing.T) {
 	}
 	s.Heal()
 	mustWrite(t, s, fill(200, 9), 4000)
+	if got := s.Faults(); got != 5 {
+		t.Fatalf("Faults() = %d, want 5", got)
+	}
 	if got := len(s.Ops()); got != 6 {
 		t.Fatalf("%d ops recorded: %v", got, s.Ops())
 	}

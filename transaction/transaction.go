@@ -186,13 +186,32 @@ func (tm *Manager) Dirty() int { return len(tm.dirty) }
 // between operations, because dirty blocks are never reachable from the
 // committed superblock; buffers handed out before are invalid afterwards.
 func (tm *Manager) Flush() error {
+	n := len(tm.dirty)
 	for loc, d := range tm.dirty {
 		if err := tm.bm.Write(loc, d.kind, d.data); err != nil {
 			return err
 		}
 		delete(tm.dirty, loc)
 	}
+	if n > keepMapsBelow {
+		tm.dirty = map[uint64]dirtyBlock{}
+	}
 	return nil
+}
+
+// keepMapsBelow: a map that held more entries than this is dropped rather
+// than cleared when emptied, so that a large transaction (formatting or
+// resizing a big device) leaves no table of its size behind: a cleared Go
+// map keeps its capacity.
+const keepMapsBelow = 1024
+
+// clearShadowed forgets the blocks shadowed in the transaction.
+func (tm *Manager) clearShadowed() {
+	if len(tm.shadowed) > keepMapsBelow {
+		tm.shadowed = map[uint64]struct{}{}
+		return
+	}
+	clear(tm.shadowed)
 }
 
 // Commit writes every dirty block, syncs, and starts a new transaction. The
@@ -207,7 +226,7 @@ func (tm *Manager) Commit() error {
 	if err := tm.bm.Sync(); err != nil {
 		return err
 	}
-	clear(tm.shadowed)
+	tm.clearShadowed()
 	return nil
 }
 
@@ -226,6 +245,10 @@ func (tm *Manager) WriteSuperblock(data []byte) error {
 // Abort drops every change not yet written. Blocks already flushed stay on
 // the store but are unreachable from the committed superblock.
 func (tm *Manager) Abort() {
-	clear(tm.dirty)
-	clear(tm.shadowed)
+	if len(tm.dirty) > keepMapsBelow {
+		tm.dirty = map[uint64]dirtyBlock{}
+	} else {
+		clear(tm.dirty)
+	}
+	tm.clearShadowed()
 }

@@ -50,6 +50,7 @@ func NewRig(dir string, cfg RigConfig) (*Rig, error) {
 	if r.Meta, err = CreateFile(metaPath(dir), MetaBytesFor(cfg.NrBlocks)); err != nil {
 		return nil, err
 	}
+
 	var origin era.Store
 	switch cfg.Origin {
 	case NullOrigin:

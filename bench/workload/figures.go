@@ -155,6 +155,7 @@ type ThroughputResult struct {
 	Elapsed   time.Duration
 	OpsPerSec float64
 	P50, P99  time.Duration // per write latency
+	Rounds    []float64     // writes/s of each round (RunSubjects)
 
 	// Era device only: what the run cost in metadata.
 	Commits            uint64
@@ -184,8 +185,10 @@ type Subject struct {
 	Synced  bool        // the store syncs (fsync/fdatasync)
 	perm    *Perm
 	close   func() error
+	settle  func() error // after each slice, untimed: flush the origin's dirty pages
 
 	run    RunResult
+	rounds []float64
 	before era.Stats
 }
 
@@ -214,7 +217,7 @@ func NewEraSubject(dir string, writers int) (*Subject, error) {
 		return nil, err
 	}
 	return &Subject{Name: name, Writers: writers, W: r.Dev, Dev: r.Dev, Synced: r.Dev.Stats().CanSync,
-		perm: NewPerm(FirstWriteBlocks), close: r.Close}, nil
+		perm: NewPerm(FirstWriteBlocks), close: r.Close, settle: r.OriginFile.Sync}, nil
 }
 
 // NewBoltSubject opens a fresh BoltTracker (db.Update, or db.Batch) over
@@ -239,6 +242,7 @@ func NewBoltSubject(dir string, writers int, batch bool) (*Subject, error) {
 		return nil, err
 	}
 	return &Subject{Name: name, Writers: writers, W: t, Synced: !t.DB.NoSync, perm: NewPerm(FirstWriteBlocks),
+		settle: origin.Sync,
 		close: func() error {
 			err := t.Close()
 			origin.Close()
@@ -269,15 +273,39 @@ func NewRawSubject(dir string) (*Subject, error) {
 
 // RunSubjects runs the subjects in turn, slice each, rounds times over
 // (round robin, so that the machine's changing load falls on all of them
-// alike), and returns each one's totals.
+// alike; every other round in reverse order, so that none always follows
+// the same one), after a warm-up slice each that is not counted (files
+// growing, caches filling), and returns each one's totals. After each
+// slice, untimed, a subject's origin file is synced: the origin data every
+// tracker writes (unsynced, in all of them) is then not written back by the
+// kernel during another subject's slice.
 func RunSubjects(subjects []*Subject, slice time.Duration, rounds int, progress func(string)) (map[string]ThroughputResult, error) {
+	settle := func(s *Subject) error {
+		if s.settle == nil {
+			return nil
+		}
+		return s.settle()
+	}
 	for _, s := range subjects {
+		if progress != nil {
+			progress(s.Name + ", warm-up")
+		}
+		if _, err := RunWrites(s.W, s.perm, s.Writers, 0, slice, false); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Name, err)
+		}
+		if err := settle(s); err != nil {
+			return nil, err
+		}
 		if s.Dev != nil {
 			s.before = s.Dev.Stats()
 		}
 	}
 	for r := range rounds {
-		for _, s := range subjects {
+		order := slices.Clone(subjects)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, s := range order {
 			if progress != nil {
 				progress(fmt.Sprintf("%s, round %d/%d", s.Name, r+1, rounds))
 			}
@@ -285,33 +313,83 @@ func RunSubjects(subjects []*Subject, slice time.Duration, rounds int, progress 
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.Name, err)
 			}
+			if err := settle(s); err != nil {
+				return nil, err
+			}
 			s.run.Ops += run.Ops
 			s.run.Elapsed += run.Elapsed
 			s.run.Lat = append(s.run.Lat, run.Lat...)
+			s.rounds = append(s.rounds, run.OpsPerSec())
 		}
 	}
 	out := map[string]ThroughputResult{}
 	for _, s := range subjects {
 		res := fill(s.run, s.Writers)
 		res.Synced = s.Synced
+		res.Rounds = s.rounds
 		if s.Dev != nil {
-			after := s.Dev.Stats()
-			res.Commits = after.Commits - s.before.Commits
-			fw := after.FirstWrites - s.before.FirstWrites
-			writes := after.MetadataWrites - s.before.MetadataWrites
-			if fw > 0 {
-				res.CommitsPerWrite = float64(res.Commits) / float64(fw)
-			}
-			if res.Commits > 0 {
-				res.BlocksPerCommit = float64(writes) / float64(res.Commits)
-				res.SyncsPerCommit = float64(after.MetadataSyncs-s.before.MetadataSyncs) / float64(res.Commits)
-				res.MeanGroup = float64(fw) / float64(res.Commits)
-			}
-			res.MetadataWriteBytes = writes * BlockBytes
+			fillStats(&res, s.before, s.Dev.Stats())
 		}
 		out[s.Name] = res
 	}
 	return out, nil
+}
+
+// Run drives the subject for ops writes (its Writers goroutines), for the
+// `go test -bench` benchmarks: an era subject's result has the metadata
+// counts filled in.
+func (s *Subject) Run(ops int64) (ThroughputResult, error) {
+	s.run = RunResult{}
+	var before era.Stats
+	if s.Dev != nil {
+		before = s.Dev.Stats()
+	}
+	run, err := RunWrites(s.W, s.perm, s.Writers, ops, 0, false)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	res := fill(run, s.Writers)
+	res.Synced = s.Synced
+	if s.Dev != nil {
+		fillStats(&res, before, s.Dev.Stats())
+	}
+	return res, nil
+}
+
+// fillStats fills in the metadata counts of an era run from two Stats.
+func fillStats(res *ThroughputResult, before, after era.Stats) {
+	res.Commits = after.Commits - before.Commits
+	fw := after.FirstWrites - before.FirstWrites
+	writes := after.MetadataWrites - before.MetadataWrites
+	if fw > 0 {
+		res.CommitsPerWrite = float64(res.Commits) / float64(fw)
+	}
+	if res.Commits > 0 {
+		res.BlocksPerCommit = float64(writes) / float64(res.Commits)
+		res.SyncsPerCommit = float64(after.MetadataSyncs-before.MetadataSyncs) / float64(res.Commits)
+		res.MeanGroup = float64(fw) / float64(res.Commits)
+	}
+	res.MetadataWriteBytes = writes * BlockBytes
+}
+
+// PairedRatio returns the median over rounds of a's rate over the better of
+// bs' rates in the same round: the subjects ran one after the other in
+// each round, so a burst of load from elsewhere hits a round's figures
+// alike, and the median drops the rounds it distorted.
+func PairedRatio(a ThroughputResult, bs ...ThroughputResult) float64 {
+	var rs []float64
+	for i, x := range a.Rounds {
+		best := 0.0
+		for _, b := range bs {
+			if i < len(b.Rounds) {
+				best = max(best, b.Rounds[i])
+			}
+		}
+		if best > 0 {
+			rs = append(rs, x/best)
+		}
+	}
+	return Median(rs)
 }
 
 // MeasureEraFirstWrites opens a fresh device of FirstWriteBlocks blocks on
@@ -338,7 +416,7 @@ type QueryResult struct {
 	Eras       int
 	Since      uint32
 	Ranges     int
-	Blocks     uint64 // blocks in the answer
+	Blocks     uint64  // blocks in the answer
 	DeviceNs   float64 // Device.WrittenSince on the open device (after digest)
 	ViewNs     float64 // OpenView on the closed file + WrittenSince
 	ViewXMLNs  float64 // the same, and the answer rendered as era_invalidate's XML
@@ -430,20 +508,79 @@ func toolRanges(rs []era.Range) []eraxml.Range {
 	return out
 }
 
-// MeasureQuery builds the metadata, then times WrittenSince(since) on the
-// open device, closes it, and times a fresh View of the file and
-// era_invalidate on the same file (median of reps each).
-func MeasureQuery(dir string, nrBlocks uint64, eras int, reps int) (QueryResult, error) {
+// QueryFixture is the metadata of the WrittenSince figure: a device of
+// QueryBlocks blocks after eras of writes, fully digested, on a file.
+type QueryFixture struct {
+	Rig   *Rig
+	Since uint32 // the era queried: the answer spans about half the eras
+}
+
+// NewQueryFixture builds the metadata (BuildQueryMetadata); the device is
+// left open.
+func NewQueryFixture(dir string, nrBlocks uint64, eras int) (*QueryFixture, error) {
 	r, err := BuildQueryMetadata(dir, nrBlocks, eras, 7)
+	if err != nil {
+		return nil, err
+	}
+	return &QueryFixture{Rig: r, Since: uint32(eras/2 + 1)}, nil
+}
+
+// Device asks the open device.
+func (q *QueryFixture) Device() ([]era.Range, error) { return q.Rig.Dev.WrittenSince(q.Since) }
+
+// CloseDevice closes the device, leaving the metadata file for View and
+// Tool.
+func (q *QueryFixture) CloseDevice() error { return q.Rig.Dev.Close() }
+
+// View opens the committed metadata afresh (OpenView) and asks it.
+func (q *QueryFixture) View() ([]era.Range, error) {
+	v, err := era.OpenView(q.Rig.Meta)
+	if err != nil {
+		return nil, err
+	}
+	return v.WrittenSinceContext(context.Background(), q.Since)
+}
+
+// ViewXML is View with the answer rendered as era_invalidate prints it.
+func (q *QueryFixture) ViewXML(out *bytes.Buffer) error {
+	rs, err := q.View()
+	if err != nil {
+		return err
+	}
+	out.Reset()
+	return eraxml.WriteInvalidate(out, toolRanges(rs))
+}
+
+// Tool runs era_invalidate (at path) --written-since on the metadata file
+// and returns its output.
+func (q *QueryFixture) Tool(path string) ([]byte, error) {
+	var e bytes.Buffer
+	cmd := exec.Command(path, "--written-since", fmt.Sprint(q.Since), q.Rig.Meta.Name())
+	cmd.Stderr = &e
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", path, err, e.Bytes())
+	}
+	return out, nil
+}
+
+// Close removes the files.
+func (q *QueryFixture) Close() error { return q.Rig.Close() }
+
+// MeasureQuery builds the metadata, then times WrittenSince on the open
+// device, closes it, and times a fresh View of the file (with and without
+// rendering the answer as XML) and era_invalidate on the same file (median
+// of reps each).
+func MeasureQuery(dir string, nrBlocks uint64, eras int, reps int) (QueryResult, error) {
+	q, err := NewQueryFixture(dir, nrBlocks, eras)
 	if err != nil {
 		return QueryResult{}, err
 	}
-	defer r.Close()
-	since := uint32(eras/2 + 1)
-	res := QueryResult{NrBlocks: nrBlocks, Eras: eras, Since: since}
+	defer q.Close()
+	res := QueryResult{NrBlocks: nrBlocks, Eras: eras, Since: q.Since}
 	var rs []era.Range
 	res.DeviceNs, err = timeReps(reps, func() (err error) {
-		rs, err = r.Dev.WrittenSince(since)
+		rs, err = q.Device()
 		return err
 	})
 	if err != nil {
@@ -453,33 +590,13 @@ func MeasureQuery(dir string, nrBlocks uint64, eras int, reps int) (QueryResult,
 	for _, x := range rs {
 		res.Blocks += x.Len()
 	}
-	if err := r.Dev.Close(); err != nil {
+	if err := q.CloseDevice(); err != nil {
 		return res, err
 	}
 	var viewRanges []era.Range
-	res.ViewNs, err = timeReps(reps, func() error {
-		v, err := era.OpenView(r.Meta)
-		if err != nil {
-			return err
-		}
-		viewRanges, err = v.WrittenSinceContext(context.Background(), since)
+	res.ViewNs, err = timeReps(reps, func() (err error) {
+		viewRanges, err = q.View()
 		return err
-	})
-	if err != nil {
-		return res, err
-	}
-	var ours bytes.Buffer
-	res.ViewXMLNs, err = timeReps(reps, func() error {
-		v, err := era.OpenView(r.Meta)
-		if err != nil {
-			return err
-		}
-		got, err := v.WrittenSince(since)
-		if err != nil {
-			return err
-		}
-		ours.Reset()
-		return eraxml.WriteInvalidate(&ours, toolRanges(got))
 	})
 	if err != nil {
 		return res, err
@@ -487,21 +604,20 @@ func MeasureQuery(dir string, nrBlocks uint64, eras int, reps int) (QueryResult,
 	if !slices.Equal(viewRanges, rs) {
 		return res, fmt.Errorf("view and device disagree: %d vs %d ranges", len(viewRanges), len(rs))
 	}
+	var ours bytes.Buffer
+	res.ViewXMLNs, err = timeReps(reps, func() error { return q.ViewXML(&ours) })
+	if err != nil {
+		return res, err
+	}
 	res.ToolPath = FindEraInvalidate()
 	if res.ToolPath == "" {
 		res.ToolErr = "era_invalidate not installed"
 		return res, nil
 	}
 	var out []byte
-	res.ToolNs, err = timeReps(reps, func() error {
-		var e bytes.Buffer
-		cmd := exec.Command(res.ToolPath, "--written-since", fmt.Sprint(since), r.Meta.Name())
-		cmd.Stderr = &e
-		var err error
-		if out, err = cmd.Output(); err != nil {
-			return fmt.Errorf("%s: %v: %s", res.ToolPath, err, e.Bytes())
-		}
-		return nil
+	res.ToolNs, err = timeReps(reps, func() (err error) {
+		out, err = q.Tool(res.ToolPath)
+		return err
 	})
 	if err != nil {
 		res.ToolErr = err.Error()
