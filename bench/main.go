@@ -2,13 +2,17 @@
 // 7) side by side in one run and prints a markdown table of ratios with
 // pass/fail (or JSON with -json):
 //
-//	go run ./bench            # full run, a few minutes
-//	go run ./bench -quick     # scaled down for CI, under 2 minutes
-//	go run ./bench -json      # machine-readable
+//	go run ./bench                  # full run, about two to three minutes
+//	go run ./bench -quick           # scaled down for CI, well under 2 minutes
+//	go run ./bench -json            # machine-readable (-json-out FILE: as well)
+//	go run ./bench -only first,bolt # some figures: marked, first, bolt, raw,
+//	                                # query, checkpoint, digest, heap
 //
 // Every figure runs on real files in a temporary directory (-dir), so a
-// commit's syncs are real fsyncs. The same workloads back the `go test
-// -bench` benchmarks of the root package (bench_test.go).
+// commit's syncs are real syncs (fdatasync on Linux, as bbolt's). The table
+// says whether each store syncs. The exit status is 1 when a target is
+// missed, 2 when a figure could not be measured. The same workloads back the
+// `go test -bench` benchmarks of the root package (bench_test.go).
 package main
 
 import (
@@ -43,6 +47,7 @@ func main() {
 	var (
 		quick   = flag.Bool("quick", false, "scaled down for CI (under 2 minutes)")
 		asJSON  = flag.Bool("json", false, "print JSON instead of the markdown table")
+		jsonOut = flag.String("json-out", "", "also write the JSON report to this file")
 		dir     = flag.String("dir", "", "directory for the temporary files (default: the system's)")
 		dur     = flag.Duration("dur", 0, "length of one throughput slice (default 400ms, 200ms with -quick)")
 		reps    = flag.Int("reps", 0, "rounds of throughput slices, every subject once a round (default 12, 5 with -quick)")
@@ -85,6 +90,15 @@ func main() {
 		fatal(err)
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	if *jsonOut != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonOut, append(data, '\n'), 0o644)
+		}
+		if err != nil {
+			fatal(err)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -137,7 +151,7 @@ func pass(b bool) *bool { return &b }
 
 func run(c config, root string, log io.Writer) (*Report, error) {
 	rep := &Report{
-		Command:    "go run ./bench " + strings.Join(os.Args[1:], " "),
+		Command:    strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " ")),
 		Machine:    fmt.Sprintf("%s/%s, %d CPUs, GOMAXPROCS %d, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version()),
 		Quick:      c.quick,
 		Throughput: map[string]workload.ThroughputResult{},
