@@ -14,29 +14,35 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/exp/stats"
+
 	"github.com/era-go/era"
 	"github.com/era-go/era/eraxml"
 )
 
-// Median returns the median of xs (0 for none).
+// Median returns the median of xs (0 for none), interpolated as
+// golang.org/x/exp/stats does.
 func Median[T int64 | float64 | time.Duration](xs []T) T {
 	if len(xs) == 0 {
 		return 0
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+	return T(stats.Median(floats(xs)))
 }
 
-// Percentile returns the p-th percentile (0..100) of ds, nearest rank.
+// Percentile returns the p-th percentile (0..100) of ds.
 func Percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
+	return time.Duration(stats.Quantiles(floats(ds), p/100)[0])
+}
+
+func floats[T int64 | float64 | time.Duration](xs []T) []float64 {
+	f := make([]float64, len(xs))
+	for i, x := range xs {
+		f[i] = float64(x)
+	}
+	return f
 }
 
 // ---------------------------------------------------------------------
