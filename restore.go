@@ -11,7 +11,6 @@ import (
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/eraxml"
 	"github.com/era-go/era/spacemap"
-	"github.com/era-go/era/transaction"
 )
 
 // RestoreInputError reports metadata that Restore refuses to write, and
@@ -230,25 +229,11 @@ func (discardStore) WriteAt(p []byte, off int64) (int, error) { return len(p), n
 // transaction that it leaves uncommitted. When more than flushAt blocks
 // are dirty between two steps, they are written out.
 func buildRestore(bm *block.Manager, m *eraxml.Metadata, flushAt int) (*metadata, error) {
-	tm := transaction.New(bm, nil)
-	sm, err := spacemap.Create(tm, bm.NrBlocks())
+	md, err := formatMetadata(bm, m.BlockSize)
 	if err != nil {
 		return nil, err
 	}
-	md := newMetadata(bm, tm)
-	md.sm = sm
-	md.sb = Superblock{
-		Magic:             superblockMagic,
-		Version:           superblockVersion,
-		DataBlockSize:     m.BlockSize,
-		MetadataBlockSize: metadataBlockSize,
-	}
-	if md.sb.WritesetTreeRoot, err = md.wsTree.Empty(); err != nil {
-		return nil, err
-	}
-	if md.sb.EraArrayRoot, err = md.eras.Empty(); err != nil {
-		return nil, err
-	}
+	tm := md.tm
 	flush := func() error {
 		if tm.Dirty() > flushAt {
 			return tm.Flush()
