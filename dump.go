@@ -1,9 +1,9 @@
 package era
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 
 	"github.com/era-go/era/array"
 	"github.com/era-go/era/btree"
@@ -172,64 +172,9 @@ func (v *View) eraValues(eras []uint32, damage func(error) error) error {
 // Like 0.9.0, and unlike WrittenSince, it includes writeset bits at or
 // beyond nr_blocks (bits of writesets recorded before the origin shrank).
 func (v *View) Invalidate(since uint32, includeCurrent bool) ([]Range, error) {
-	t := v.trees
-	sets, err := v.archived(func(err error) error { return err })
+	set, err := v.trees.writtenSince(context.Background(), since, sinceOptions{noCurrent: !includeCurrent, beyondEnd: true})
 	if err != nil {
 		return nil, err
 	}
-	if includeCurrent && t.current.Root != 0 && t.currentEra >= since {
-		sets = append(sets, writesetEntry{era: t.currentEra, info: t.current})
-	}
-	size := uint64(t.nrBlocks)
-	for _, ws := range sets {
-		if ws.era >= since {
-			size = max(size, uint64(ws.info.NrBits))
-		}
-	}
-	words := make([]uint64, (size+63)/64)
-	err = array.New(t.tm, eraValueSize).Iterate(t.eraRoot, uint64(t.nrBlocks), func(i uint64, val []byte) error {
-		if binary.LittleEndian.Uint32(val) >= since {
-			words[i/64] |= 1 << (i % 64)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read era array: %w", err)
-	}
-	bitsets := array.NewBitset(t.tm)
-	for _, ws := range sets {
-		if ws.era < since {
-			continue
-		}
-		err := bitsets.Words(ws.info.Root, uint64(ws.info.NrBits), func(i uint64, w uint64) error {
-			words[i] |= w
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
-		}
-	}
-	return wordRanges(words), nil
-}
-
-// wordRanges returns the set bits of words as ascending, coalesced ranges.
-func wordRanges(words []uint64) []Range {
-	var out []Range
-	for wi, w := range words {
-		for w != 0 {
-			tz := uint64(bits.TrailingZeros64(w))
-			run := uint64(bits.TrailingZeros64(^(w >> tz))) // ones from tz on
-			b := uint64(wi)*64 + tz
-			if n := len(out); n > 0 && out[n-1].End == b {
-				out[n-1].End += run
-			} else {
-				out = append(out, Range{Begin: b, End: b + run})
-			}
-			if tz+run == 64 {
-				break
-			}
-			w &^= (1<<run - 1) << tz
-		}
-	}
-	return out
+	return rangesOf(set), nil
 }

@@ -1,6 +1,8 @@
 package era
 
 import (
+	"github.com/bits-and-blooms/bitset"
+
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -346,8 +348,8 @@ func TestDumpRepair(t *testing.T) {
 	}
 }
 
-// TestWordRanges checks the run finder against a bit-by-bit one.
-func TestWordRanges(t *testing.T) {
+// TestRangesOf checks the run finder against a bit-by-bit one.
+func TestRangesOf(t *testing.T) {
 	for _, words := range [][]uint64{
 		nil, {0}, {1}, {^uint64(0)}, {^uint64(0), ^uint64(0)}, {1 << 63, 1}, {0xf0f0, 0, 1 << 63},
 		{0x8000_0000_0000_0001, 0x8000_0000_0000_0001}, {0xffff_ffff_ffff_fffe, 1},
@@ -363,8 +365,8 @@ func TestWordRanges(t *testing.T) {
 				want = append(want, Range{b, b + 1})
 			}
 		}
-		if got := wordRanges(words); !slices.Equal(got, want) {
-			t.Errorf("wordRanges(%#x) = %v, want %v", words, got, want)
+		if got := rangesOf(bitset.From(words)); !slices.Equal(got, want) {
+			t.Errorf("rangesOf(%#x) = %v, want %v", words, got, want)
 		}
 	}
 }

@@ -614,7 +614,7 @@ func (d *Device) WrittenSince(n uint32) ([]Range, error) {
 func (d *Device) WrittenSinceContext(ctx context.Context, n uint32) ([]Range, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	set, err := d.md.trees().writtenSince(ctx, n)
+	set, err := d.md.trees().writtenSince(ctx, n, sinceOptions{})
 	if err != nil {
 		return nil, err
 	}

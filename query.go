@@ -67,13 +67,36 @@ func (t eraTrees) writesets(since uint32) ([]writesetEntry, error) {
 // its context.
 const ctxEvery = 1 << 16
 
+// sinceOptions varies what writtenSince counts.
+type sinceOptions struct {
+	// noCurrent leaves out the current writeset, as era_invalidate 0.9.0
+	// does.
+	noCurrent bool
+	// beyondEnd keeps writeset bits at or past nr_blocks (below the
+	// writeset's own nr_bits), as era_invalidate 0.9.0 prints them.
+	beyondEnd bool
+}
+
 // writtenSince returns the set of blocks whose era is >= since: era-array
 // values >= since, and every bit of every writeset of such an era
 // (archived, or current) below nr_blocks.
-func (t eraTrees) writtenSince(ctx context.Context, since uint32) (*bitset.BitSet, error) {
-	out := bitset.New(uint(t.nrBlocks))
+func (t eraTrees) writtenSince(ctx context.Context, since uint32, o sinceOptions) (*bitset.BitSet, error) {
+	if o.noCurrent {
+		t.current = WritesetInfo{}
+	}
+	sets, err := t.writesets(since)
+	if err != nil {
+		return nil, err
+	}
+	size := uint64(t.nrBlocks)
+	if o.beyondEnd {
+		for _, ws := range sets {
+			size = max(size, uint64(ws.info.NrBits))
+		}
+	}
+	out := bitset.New(uint(size))
 	eras := array.New(t.tm, eraValueSize)
-	err := eras.Iterate(t.eraRoot, uint64(t.nrBlocks), func(i uint64, v []byte) error {
+	err = eras.Iterate(t.eraRoot, uint64(t.nrBlocks), func(i uint64, v []byte) error {
 		if i%ctxEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -86,10 +109,6 @@ func (t eraTrees) writtenSince(ctx context.Context, since uint32) (*bitset.BitSe
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read era array: %w", err)
-	}
-	sets, err := t.writesets(since)
-	if err != nil {
-		return nil, err
 	}
 	words := out.Words()
 	bits := array.NewBitset(t.tm)
@@ -107,8 +126,8 @@ func (t eraTrees) writtenSince(ctx context.Context, since uint32) (*bitset.BitSe
 			return nil, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
 		}
 	}
-	if tail := t.nrBlocks % 64; tail != 0 && len(words) > 0 {
-		words[len(words)-1] &= 1<<tail - 1 // bits past nr_blocks
+	if tail := size % 64; tail != 0 && len(words) > 0 {
+		words[len(words)-1] &= 1<<tail - 1 // bits past the set's size
 	}
 	return out, nil
 }

@@ -139,7 +139,7 @@ func (v *View) WrittenSince(n uint32) ([]Range, error) {
 // WrittenSinceContext is WrittenSince with a context that can end a long
 // query.
 func (v *View) WrittenSinceContext(ctx context.Context, n uint32) ([]Range, error) {
-	set, err := v.trees.writtenSince(ctx, n)
+	set, err := v.trees.writtenSince(ctx, n, sinceOptions{})
 	if err != nil {
 		return nil, err
 	}

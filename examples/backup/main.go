@@ -358,17 +358,23 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// cmdVerify runs "backup verify".
-func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", stderr)
+// repoCommand parses the arguments of a command that takes only --repo and
+// opens the repository.
+func repoCommand(name string, args []string, stderr io.Writer) (*Repo, error) {
+	fs := newFlags(name, stderr)
 	repoDir := fs.String("repo", "", "repository `directory`")
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if *repoDir == "" {
-		return usageErr("--repo is required")
+		return nil, usageErr("--repo is required")
 	}
-	repo, err := OpenRepo(*repoDir)
+	return OpenRepo(*repoDir)
+}
+
+// cmdVerify runs "backup verify".
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	repo, err := repoCommand("verify", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -391,15 +397,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // cmdList runs "backup list".
 func cmdList(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("list", stderr)
-	repoDir := fs.String("repo", "", "repository `directory`")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *repoDir == "" {
-		return usageErr("--repo is required")
-	}
-	repo, err := OpenRepo(*repoDir)
+	repo, err := repoCommand("list", args, stderr)
 	if err != nil {
 		return err
 	}
