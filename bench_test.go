@@ -193,7 +193,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 				}
 				w0 := r.Dev.Stats().MetadataWrites
 				b.StartTimer()
-				if err := r.Dev.Checkpoint(); err != nil {
+				if _, err := r.Dev.Checkpoint(); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()

@@ -78,7 +78,7 @@ func TestConcurrency(t *testing.T) {
 	var clock erasim.Clock
 	meta := erasim.New(4<<20, erasim.WithClock(&clock))
 	origin := erasim.New(nrBlocks*blockSize, erasim.WithClock(&clock))
-	d, err := Open(meta, origin, Config{BlockSectors: 8})
+	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestConcurrency(t *testing.T) {
 			}
 			switch rng.IntN(4) {
 			case 0, 1:
-				if err := d.Checkpoint(); err != nil {
+				if _, err := d.Checkpoint(); err != nil {
 					fail("Checkpoint: %v", err)
 					return
 				}
@@ -162,7 +162,7 @@ func TestConcurrency(t *testing.T) {
 					break
 				}
 				done := log.snapshot()
-				if err := d.TakeSnapshot(); err != nil {
+				if _, err := d.TakeSnapshot(); err != nil {
 					fail("TakeSnapshot: %v", err)
 					return
 				}
@@ -373,7 +373,7 @@ func concCrashCheck(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Stor
 		if err := Check(bytes.NewReader(img)); err != nil && !tortIsZero(img[:4096]) {
 			t.Fatalf("cut at %d: Check: %v", c, err)
 		}
-		d, err := Open(&tortStore{data: bytes.Clone(img)}, tortNoOrigin{}, Config{BlockSectors: 8, OriginSize: origin.Size()})
+		d, err := Open(&tortStore{data: bytes.Clone(img)}, tortNoOrigin{}, Config{Format: true, BlockSectors: 8, OriginSize: origin.Size()})
 		if err != nil {
 			t.Fatalf("cut at %d: Open: %v", c, err)
 		}

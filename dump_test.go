@@ -377,7 +377,7 @@ func TestRangesOf(t *testing.T) {
 func ExampleView_Dump() {
 	meta := &exampleStore{data: make([]byte, 1<<20)}
 	origin := &exampleStore{data: make([]byte, 4*4096)}
-	d, err := Open(meta, origin, Config{BlockSectors: 8}) // 4 blocks, era 1
+	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8}) // 4 blocks, era 1
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -15,11 +15,10 @@
 package era
 
 import (
-	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"slices"
@@ -42,16 +41,44 @@ type Config struct {
 	// BlockSectors is the tracked block size in 512-byte sectors: > 0 and a
 	// multiple of 8, as the dm table's <block size>.
 	BlockSectors uint32
+	// Format lets Open format a metadata store that is all zero in its
+	// first block. Without it such a store fails with ErrNoMetadata, so
+	// that swapped arguments or a wrong path never overwrite data. A store
+	// that holds era metadata is opened either way; one that holds
+	// anything else is never formatted.
+	Format bool
 	// OriginSize is the origin's size in bytes; 0: ask the origin (a
 	// Size() int64 method, or Stat() as *os.File has).
 	OriginSize int64
 	// MetadataSize is the metadata store's size in bytes; 0: ask the store
-	// the same way.
+	// the same way. When the store is larger than its metadata's space map,
+	// Open extends the space map to use it.
 	MetadataSize int64
 	// CacheBlocks bounds the metadata block cache (4 KiB blocks); 0:
 	// block.DefaultCacheBlocks.
 	CacheBlocks int
+	// MaxBacklog bounds the archived writesets that wait to be digested
+	// into the era array; 0: DefaultMaxBacklog. An era change that finds
+	// the bound reached digests inline first, so the metadata in use stays
+	// bounded whatever the rate of checkpoints and reopens.
+	MaxBacklog int
+	// Events, if set, is called for the events an operator must see (see
+	// Event). It runs on the goroutine that caused the event, so it must
+	// return quickly and must not call the Device.
+	Events func(Event)
+	// Logger, if set, receives the same events as log records.
+	Logger *slog.Logger
+	// SlowCommit is the commit duration from which an EventSlowCommit is
+	// reported; 0: one second.
+	SlowCommit time.Duration
+	// UsageWarn is the share of the metadata store in use (0 to 1) from
+	// which an EventUsage is reported, once per crossing; 0: 0.8.
+	UsageWarn float64
 }
+
+// DefaultMaxBacklog is the bound on undigested archived writesets when
+// Config.MaxBacklog is 0.
+const DefaultMaxBacklog = 8
 
 // Device states.
 const (
@@ -68,18 +95,24 @@ type Device struct {
 	size       int64  // origin bytes
 	blockBytes uint64 // tracked block size
 	nrBlocks   uint64
+	cfg        Config
+	unlock     func() error // releases the ownership of the metadata store
 
 	state atomic.Int32
 	// cur holds the committed marks of the current era; the write path
 	// reads it without locks.
 	cur atomic.Pointer[writeset]
 
-	// mu serializes every metadata operation: marking, commits,
-	// checkpoints, snapshots, digest steps and queries.
+	// mu serializes every metadata change: marking, commits, checkpoints,
+	// snapshots and digest steps. Queries take it only to pin a commit.
 	mu      sync.Mutex
 	md      *metadata
 	bm      *block.Manager // md's block manager, for Stats
 	failure error          // why the device failed, in stateFailed
+	owner   *Snapshot      // the handle that owns the held snapshot, if any
+
+	// status is the status as of the last commit, read without locks.
+	status atomic.Pointer[Status]
 
 	// retiring is set while the writeset an era change replaced is still
 	// being drained; the next era change waits for it. Only the current
@@ -87,9 +120,9 @@ type Device struct {
 	// of empty chunks), and a retired one is left to the garbage
 	// collector, so the device holds at most one bit per block between era
 	// changes.
-	spareMu   sync.Mutex
-	spareCond *sync.Cond
-	retiring  bool
+	retireMu   sync.Mutex
+	retireCond *sync.Cond
+	retiring   bool
 
 	// queue holds first writes waiting for a commit (group commit);
 	// committing is set while one of them commits for the others. A new
@@ -116,6 +149,10 @@ type Device struct {
 	firstWrites, markCommits atomic.Uint64
 	// digesting is set while archived writesets wait to be digested.
 	digesting atomic.Bool
+	// commitNanos and maxCommitNanos sum and bound the commit durations.
+	commitNanos, maxCommitNanos atomic.Int64
+	// usageHigh is set while the usage is above Config.UsageWarn.
+	usageHigh atomic.Bool
 }
 
 // markRequest is a first write waiting for its marks to be committed.
@@ -130,18 +167,39 @@ type markReply struct {
 	lead bool
 }
 
-// Open opens the era device over the metadata store meta and origin. It is a table load
-// plus resume in dm terms: it formats the metadata when block 0 is all
-// zero, otherwise it validates the superblock and refuses another block
-// size (ErrBlockSizeMismatch); it resizes the era array to the origin's
-// block count; it archives a current writeset left by a crash, starts a new
-// era and commits. A fresh device therefore starts at era 1, as the kernel's.
+// Open opens the era device over the metadata store meta and origin. It is
+// a table load plus resume in dm terms. It takes the ownership of the
+// metadata store (ErrLocked while another Device has it, see Locker). It
+// formats a store whose first block is all zero when cfg.Format is set,
+// and refuses it otherwise (ErrNoMetadata), as it refuses a store holding
+// anything but era metadata; it validates the superblock and refuses
+// another block size (ErrBlockSizeMismatch). It extends the space map to a
+// grown store, resizes the era array to the origin's block count, archives
+// a current writeset left by a crash, starts a new era and commits. A fresh
+// device therefore starts at era 1, as the kernel's.
+//
+// Blocks that the resize of an existing device adds are recorded as written
+// in the era that begins: their content is new to any backup. A shrink
+// forgets the blocks past the new end. Either way every answer afterwards
+// is the same whatever the background digest had done before.
 func Open(meta, origin interface {
 	io.ReaderAt
 	io.WriterAt
-}, cfg Config) (*Device, error) {
+}, cfg Config) (_ *Device, err error) {
 	if cfg.BlockSectors == 0 || cfg.BlockSectors%8 != 0 {
 		return nil, fmt.Errorf("block size of %d sectors: must be a positive multiple of 8: %w", cfg.BlockSectors, ErrInvalidConfig)
+	}
+	if cfg.MaxBacklog < 0 || cfg.UsageWarn < 0 || cfg.UsageWarn > 1 || cfg.SlowCommit < 0 {
+		return nil, fmt.Errorf("MaxBacklog %d, UsageWarn %g, SlowCommit %v: %w", cfg.MaxBacklog, cfg.UsageWarn, cfg.SlowCommit, ErrInvalidConfig)
+	}
+	if cfg.MaxBacklog == 0 {
+		cfg.MaxBacklog = DefaultMaxBacklog
+	}
+	if cfg.UsageWarn == 0 {
+		cfg.UsageWarn = 0.8
+	}
+	if cfg.SlowCommit == 0 {
+		cfg.SlowCommit = time.Second
 	}
 	originSize, err := sizeOf(origin, cfg.OriginSize, "origin")
 	if err != nil {
@@ -160,26 +218,45 @@ func Open(meta, origin interface {
 	if bm.NrBlocks() < 4 {
 		return nil, fmt.Errorf("metadata of %d bytes is too small: %w", metaSize, ErrNoSpace)
 	}
-	formatted, err := isFormatted(bm)
+	unlock, err := lockStore(meta)
 	if err != nil {
 		return nil, err
 	}
-	var md *metadata
-	if formatted {
-		md, err = openMetadata(bm)
-	} else {
-		md, err = formatMetadata(bm, cfg.BlockSectors)
-	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	md, fresh, err := loadMetadata(bm, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if md.sb.DataBlockSize != cfg.BlockSectors {
 		return nil, fmt.Errorf("metadata block size is %d sectors, asked for %d: %w", md.sb.DataBlockSize, cfg.BlockSectors, ErrBlockSizeMismatch)
 	}
+	if err := md.sm.Extend(bm.NrBlocks()); err != nil {
+		return nil, fmt.Errorf("extend the space map to the %d-block store: %w", bm.NrBlocks(), err)
+	}
+	if md.sb.UUID == ([16]byte{}) { // formatted by the kernel or era_restore
+		if md.sb.UUID, err = newUUID(); err != nil {
+			return nil, err
+		}
+	}
+	oldBlocks := uint64(md.sb.NrBlocks)
 	if err := md.resize(uint32(nrBlocks)); err != nil {
 		return nil, err
 	}
 	if err := md.rollover(); err != nil {
+		return nil, err
+	}
+	var added []uint64
+	if !fresh && nrBlocks > oldBlocks {
+		added = []uint64{oldBlocks, nrBlocks}
+		if err := md.markRange(oldBlocks, nrBlocks); err != nil {
+			return nil, err
+		}
+	}
+	if err := md.digestDown(cfg.MaxBacklog); err != nil {
 		return nil, err
 	}
 	if err := md.commit(); err != nil {
@@ -191,18 +268,65 @@ func Open(meta, origin interface {
 		size:       originSize,
 		blockBytes: blockBytes,
 		nrBlocks:   nrBlocks,
+		cfg:        cfg,
+		unlock:     unlock,
 		md:         md,
 		bm:         bm,
 		kick:       make(chan struct{}, 1),
 		stopDigest: make(chan struct{}),
 		digestDone: make(chan struct{}),
 	}
-	d.spareCond = sync.NewCond(&d.spareMu)
-	d.cur.Store(newWriteset(nrBlocks))
-	d.digesting.Store(true)
+	d.retireCond = sync.NewCond(&d.retireMu)
+	ws := newWriteset(nrBlocks)
+	if added != nil {
+		for b := added[0]; b < added[1]; b++ {
+			ws.set(b)
+		}
+	}
+	d.cur.Store(ws)
+	d.committed()
+	d.digesting.Store(md.backlog > 0)
 	go d.digestLoop()
 	d.kickDigest()
 	return d, nil
+}
+
+// loadMetadata opens the era metadata of bm, or formats it when block 0 is
+// all zero and cfg.Format is set. fresh reports a format.
+func loadMetadata(bm *block.Manager, cfg Config) (md *metadata, fresh bool, err error) {
+	b0, err := bm.ReadRaw(0)
+	if err != nil {
+		return nil, false, fmt.Errorf("read block 0: %w", err)
+	}
+	switch {
+	case eraMagicAt(b0):
+		md, err = openMetadata(bm)
+		return md, false, err
+	case !isZero(b0):
+		return nil, false, fmt.Errorf("the metadata store holds %s, not era metadata: %w", describe(b0), ErrNoMetadata)
+	case !cfg.Format:
+		return nil, false, fmt.Errorf("the metadata store is all zero in its first block (set Config.Format to format it): %w", ErrNoMetadata)
+	}
+	uuid, err := newUUID()
+	if err != nil {
+		return nil, false, err
+	}
+	md, err = formatMetadata(bm, cfg.BlockSectors)
+	if err != nil {
+		return nil, false, err
+	}
+	md.sb.UUID = uuid
+	return md, true, nil
+}
+
+// isZero reports whether b holds only zeros.
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // sizeOf returns given if non-zero, else asks s for its size.
@@ -254,17 +378,34 @@ func (d *Device) blocks(off int64, n int) (lo, hi uint64, err error) {
 	return uint64(off) / d.blockBytes, (uint64(off) + uint64(n) + d.blockBytes - 1) / d.blockBytes, nil
 }
 
-// ReadAt reads from the origin. A range that extends past the end of the
-// origin fails with ErrOutOfRange.
+// ReadAt reads from the origin, following io.ReaderAt: a read that
+// reaches past the end of the origin reads the bytes before the end and
+// returns io.EOF; a negative offset fails with ErrOutOfRange.
 func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	if d.state.Load() == stateClosed {
 		return 0, ErrClosed
 	}
-	if _, _, err := d.blocks(off, len(p)); err != nil {
-		return 0, err
+	if off < 0 {
+		return 0, fmt.Errorf("read at offset %d: %w", off, ErrOutOfRange)
+	}
+	if off >= d.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	short := int64(len(p)) > d.size-off
+	if short {
+		p = p[:d.size-off]
 	}
 	n, err := d.origin.ReadAt(p, off)
-	if n < len(p) && err == nil { // an origin breaking io.ReaderAt's contract
+	if n == len(p) && (err == nil || err == io.EOF) {
+		if short {
+			return n, io.EOF
+		}
+		return n, nil
+	}
+	if err == nil || err == io.EOF { // an origin shorter than its size
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
@@ -275,13 +416,27 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 // byte reaches the origin; concurrent first writes share one commit. A
 // write whose blocks are all marked goes straight to the origin. If the mark
 // cannot be committed the write fails and the origin is untouched; if the
-// origin write fails its error is returned and the mark stays.
+// origin write fails its error is returned and the mark stays. A write
+// past the end of the origin fails with ErrOutOfRange and writes nothing.
 func (d *Device) WriteAt(p []byte, off int64) (int, error) {
-	lo, hi, err := d.blocks(off, len(p))
+	return d.write(off, len(p), func() (int, error) {
+		n, err := d.origin.WriteAt(p, off)
+		if n < len(p) && err == nil { // an origin breaking io.WriterAt's contract
+			err = io.ErrShortWrite
+		}
+		return n, err
+	})
+}
+
+// write runs do, which changes bytes [off, off+n) of the origin, once every
+// block they touch is marked in the current era, within the era's
+// in-flight count (see writeset).
+func (d *Device) write(off int64, n int, do func() (int, error)) (int, error) {
+	lo, hi, err := d.blocks(off, n)
 	if err != nil {
 		return 0, err
 	}
-	if len(p) == 0 {
+	if n == 0 {
 		return 0, d.usable()
 	}
 	for {
@@ -293,11 +448,8 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 		// Re-check after announcing the write: a checkpoint swaps the
 		// writeset, then waits for the old one's writes to drain.
 		if d.cur.Load() == ws && ws.allSet(lo, hi) {
-			n, err := d.origin.WriteAt(p, off)
+			n, err := do()
 			ws.inflight.Add(-1)
-			if n < len(p) && err == nil { // an origin breaking io.WriterAt's contract
-				err = io.ErrShortWrite
-			}
 			return n, err
 		}
 		ws.inflight.Add(-1)
@@ -425,7 +577,10 @@ func (d *Device) gather(expect int) {
 }
 
 // commitMarks sets the on-disk bits of every unmarked block of the batch,
-// commits once, and only then sets the in-core bits.
+// commits once, and only then sets the in-core bits. It refuses the batch
+// with ErrNoSpace, leaving the device usable, when the marks would eat
+// into the reserve of metadata blocks kept for the operations that free
+// space (digest, dropping a snapshot, the era changes they need).
 func (d *Device) commitMarks(batch []*markRequest) error {
 	if err := d.usable(); err != nil {
 		return err
@@ -440,6 +595,11 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 	}
 	slices.Sort(blocks)
 	blocks = slices.Compact(blocks)
+	if free, need := d.md.free(), d.md.reserve()+d.md.markCost(blocks); free < need {
+		d.kickDigest()
+		return fmt.Errorf("marking %d blocks needs up to %d free metadata blocks beyond the %d kept in reserve; %d are free (digest, drop the snapshot or grow the store): %w",
+			len(blocks), need-d.md.reserve(), d.md.reserve(), free, ErrNoSpace)
+	}
 	if err := d.md.mark(blocks); err != nil {
 		return d.abort(err)
 	}
@@ -455,14 +615,35 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 
 // commit commits the metadata; a failure puts the device in fail mode.
 func (d *Device) commit() error {
+	t0 := time.Now()
 	if err := d.md.commit(); err != nil {
 		return d.abort(err)
 	}
+	took := time.Since(t0)
 	d.commits.Add(1)
+	d.commitNanos.Add(int64(took))
+	if int64(took) > d.maxCommitNanos.Load() {
+		d.maxCommitNanos.Store(int64(took))
+	}
+	d.committed()
+	if took >= d.cfg.SlowCommit {
+		d.emit(Event{Kind: EventSlowCommit, Took: took})
+	}
 	if ch := d.commitWake.Swap(nil); ch != nil {
 		close(*ch)
 	}
 	return nil
+}
+
+// committed publishes the status of the commit just made, and reports a
+// crossing of the usage threshold. d.mu is held.
+func (d *Device) committed() {
+	st := d.md.status()
+	d.status.Store(&st)
+	high := float64(st.UsedMetadataBlocks) >= d.cfg.UsageWarn*float64(st.TotalMetadataBlocks)
+	if d.usageHigh.Swap(high) != high && high {
+		d.emit(Event{Kind: EventUsage, Used: st.UsedMetadataBlocks, Total: st.TotalMetadataBlocks})
+	}
 }
 
 // abort handles an error in the middle of a metadata change. A full
@@ -475,48 +656,67 @@ func (d *Device) abort(err error) error {
 		d.md.tm.Abort()
 		md, rerr := openMetadata(d.md.bm)
 		if rerr == nil {
-			d.md = md
-			return err
+			md.sm.TakePins(d.md.sm)
+			md.backlog = d.md.backlog
+			if md.sb != d.md.committed { // cannot happen: the last commit was read back
+				rerr = errors.New("reopened metadata differs from the last commit")
+			} else {
+				d.md = md
+				d.emit(Event{Kind: EventNoSpace, Err: err})
+				return err
+			}
 		}
 		err = fmt.Errorf("%w (and reopening the last commit failed: %v)", err, rerr)
 	}
 	if d.state.Load() == stateOpen { // d.mu is held: no other change races
 		d.failure = err // before the state, which readers load first
 		d.state.Store(stateFailed)
+		d.emit(Event{Kind: EventFailed, Err: err})
 	}
 	return err
 }
 
-// Checkpoint starts a new era: it archives the current writeset, creates
-// the next one and commits. The era always increments. It returns once
-// every write tracked in the old era has reached the origin.
-func (d *Device) Checkpoint() error {
-	return d.rollover(false)
+// Checkpoint starts a new era and returns it: it archives the current
+// writeset, creates the next one and commits. The era always increments.
+// It returns once every write tracked in the old era has reached the
+// origin. A backup that records the era returned (or ChangeID with it)
+// and later asks for WrittenSince of it gets every write made after this
+// call returned, whatever other callers checkpoint meanwhile.
+func (d *Device) Checkpoint() (uint32, error) {
+	return d.rollover(nil)
 }
 
-// TakeSnapshot starts a new era, as Checkpoint, and holds a metadata
-// snapshot of the state at that point: OpenSnapshot on the metadata store
-// reads it while the device goes on. A second one fails with
-// ErrSnapshotExists.
-func (d *Device) TakeSnapshot() error {
-	return d.rollover(true)
+// TakeSnapshot starts a new era, as Checkpoint, holds a metadata snapshot
+// of the state at that point, and returns the era. OpenSnapshot on the
+// metadata store (or SnapshotView) reads it while the device goes on; it
+// holds every write of the eras before the one returned. A second one
+// fails with ErrSnapshotExists. Anyone may drop it (DropSnapshot), as with
+// the kernel's messages; a Snapshot handle (HoldSnapshot) is owned.
+func (d *Device) TakeSnapshot() (uint32, error) {
+	return d.rollover(&Snapshot{})
 }
 
-// rollover moves to a new era, with a metadata snapshot if asked.
-func (d *Device) rollover(snapshot bool) error {
+// rollover moves to a new era, taking a metadata snapshot for snap if it is
+// not nil.
+func (d *Device) rollover(snap *Snapshot) (uint32, error) {
 	next := newWriteset(d.nrBlocks) // zeroed, before taking the lock
-	d.mu.Lock()
+	d.lockRetired()
 	if err := d.usable(); err != nil {
 		d.mu.Unlock()
-		return err
+		return 0, err
 	}
-	if snapshot && d.md.sb.MetadataSnap != 0 {
+	if snap != nil && d.md.sb.MetadataSnap != 0 {
 		d.mu.Unlock()
-		return ErrSnapshotExists
+		return 0, ErrSnapshotExists
 	}
-	d.waitRetired()
-	err := d.md.rollover()
-	if err == nil && snapshot {
+	if d.md.backlog >= d.cfg.MaxBacklog {
+		d.emit(Event{Kind: EventBacklog, Backlog: d.md.backlog})
+	}
+	err := d.md.digestDown(d.cfg.MaxBacklog - 1)
+	if err == nil {
+		err = d.md.rollover()
+	}
+	if err == nil && snap != nil {
 		err = d.md.takeSnapshot()
 	}
 	if err != nil {
@@ -526,27 +726,45 @@ func (d *Device) rollover(snapshot bool) error {
 	}
 	if err != nil {
 		d.mu.Unlock()
-		return err
+		return 0, err
+	}
+	era := d.md.sb.CurrentEra
+	if snap != nil {
+		snap.d, snap.era, snap.loc = d, era, d.md.sb.MetadataSnap
+		if snap.owned {
+			d.owner = snap
+		}
 	}
 	old := d.cur.Swap(next)
 	d.digesting.Store(true)
-	d.spareMu.Lock()
+	d.retireMu.Lock()
 	d.retiring = true
-	d.spareMu.Unlock()
+	d.retireMu.Unlock()
 	d.mu.Unlock()
 	d.kickDigest()
 	d.retire(old)
-	return nil
+	return era, nil
 }
 
-// waitRetired waits while the writeset of the last era change is still
-// being drained, so that an era change returns only once the writes of
-// every earlier era have reached the origin.
-func (d *Device) waitRetired() {
-	d.spareMu.Lock()
-	defer d.spareMu.Unlock()
-	for d.retiring {
-		d.spareCond.Wait()
+// lockRetired takes d.mu once the writeset of the last era change is
+// drained, so that an era change returns only once the writes of every
+// earlier era have reached the origin. It waits without d.mu: a stuck
+// origin write holds up the next era change, not the status or queries.
+func (d *Device) lockRetired() {
+	for {
+		d.retireMu.Lock()
+		for d.retiring {
+			d.retireCond.Wait()
+		}
+		d.retireMu.Unlock()
+		d.mu.Lock()
+		d.retireMu.Lock()
+		busy := d.retiring // another era change slipped in
+		d.retireMu.Unlock()
+		if !busy {
+			return
+		}
+		d.mu.Unlock()
 	}
 }
 
@@ -554,10 +772,10 @@ func (d *Device) waitRetired() {
 // it go. It runs without d.mu, so writers are not held up.
 func (d *Device) retire(ws *writeset) {
 	drain(ws)
-	d.spareMu.Lock()
+	d.retireMu.Lock()
 	d.retiring = false
-	d.spareMu.Unlock()
-	d.spareCond.Broadcast()
+	d.retireMu.Unlock()
+	d.retireCond.Broadcast()
 }
 
 // drain waits until no write is in flight on ws.
@@ -571,62 +789,65 @@ func drain(ws *writeset) {
 	}
 }
 
-// DropSnapshot releases the held metadata snapshot; ErrNoSnapshot if none.
+// DropSnapshot releases the held metadata snapshot: ErrNoSnapshot if none
+// is held, ErrSnapshotOwned if a Snapshot handle owns it.
 func (d *Device) DropSnapshot() error {
+	return d.dropSnapshot(nil)
+}
+
+// dropSnapshot drops the held snapshot on behalf of owner (nil: anyone).
+func (d *Device) dropSnapshot(owner *Snapshot) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.usable(); err != nil {
 		return err
 	}
-	if d.md.sb.MetadataSnap == 0 {
+	if d.md.sb.MetadataSnap == 0 || owner != nil && (owner != d.owner || owner.loc != d.md.sb.MetadataSnap) {
 		return ErrNoSnapshot
+	}
+	if d.owner != nil && owner != d.owner {
+		return fmt.Errorf("snapshot of era %d: %w", d.owner.era, ErrSnapshotOwned)
 	}
 	if err := d.md.dropSnapshot(); err != nil {
 		return d.abort(err)
 	}
-	return d.commit()
+	if err := d.commit(); err != nil {
+		return err
+	}
+	d.owner = nil
+	d.kickDigest() // the snapshot may have held the space the digest needs
+	return nil
 }
 
 // Message runs a dm-era message: "checkpoint", "take_metadata_snap" or
 // "drop_metadata_snap" (one word, any case). Anything else fails with
 // ErrInvalidMessage.
 func (d *Device) Message(msg string) error {
+	var err error
 	switch strings.ToLower(strings.TrimSpace(msg)) {
 	case "checkpoint":
-		return d.Checkpoint()
+		_, err = d.Checkpoint()
 	case "take_metadata_snap":
-		return d.TakeSnapshot()
+		_, err = d.TakeSnapshot()
 	case "drop_metadata_snap":
-		return d.DropSnapshot()
+		err = d.DropSnapshot()
+	default:
+		err = fmt.Errorf("%q: %w", msg, ErrInvalidMessage)
 	}
-	return fmt.Errorf("%q: %w", msg, ErrInvalidMessage)
+	return err
 }
 
-// WrittenSince returns the blocks written in era n or later (every block
-// whose era is >= n), as ascending, coalesced ranges. It merges the era
-// array, the archived writesets and the current writeset.
-func (d *Device) WrittenSince(n uint32) ([]Range, error) {
-	return d.WrittenSinceContext(context.Background(), n)
-}
+// CurrentEra returns the current era (0 after Close).
+func (d *Device) CurrentEra() uint32 { return d.Status().CurrentEra }
 
-// WrittenSinceContext is WrittenSince with a context that can end a long
-// query.
-func (d *Device) WrittenSinceContext(ctx context.Context, n uint32) ([]Range, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	set, err := d.md.trees().writtenSince(ctx, n, sinceOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return rangesOf(set), nil
-}
+// UUID returns the identity of the device's metadata (see ChangeID).
+func (d *Device) UUID() [16]byte { return d.status.Load().uuid }
 
-// BlockEra returns the era in which block b was last written (0: never
-// since tracking began).
-func (d *Device) BlockEra(b uint64) (uint32, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.md.trees().blockEra(b)
+// ChangeID returns the change ID of the current era: what changed since it
+// is what will be written from now on.
+func (d *Device) ChangeID() ChangeID {
+	st := d.status.Load()
+	return ChangeID{UUID: st.uuid, Era: st.CurrentEra}
 }
 
 // NrBlocks returns the number of tracked origin blocks.
@@ -638,12 +859,13 @@ func (d *Device) BlockBytes() uint64 { return d.blockBytes }
 // Size returns the origin's size in bytes.
 func (d *Device) Size() int64 { return d.size }
 
-// Sync commits pending metadata changes (digest progress) and syncs the
-// origin if it has a Sync method.
+// Sync commits pending metadata changes (digest progress), if there are
+// any, and syncs the origin if it has a Sync method. With nothing to
+// commit it does no metadata I/O.
 func (d *Device) Sync() error {
 	d.mu.Lock()
 	err := d.usable()
-	if err == nil {
+	if err == nil && d.md.changed() {
 		err = d.commit()
 	}
 	d.mu.Unlock()
@@ -656,9 +878,11 @@ func (d *Device) Sync() error {
 	return nil
 }
 
-// Close archives the current writeset, stops the background digest and
-// commits; nothing is written after that final commit. Every call after
-// Close returns ErrClosed.
+// Close archives the current writeset, digests the backlog down to its
+// bound, stops the background digest, commits and releases the metadata
+// store; nothing is written after that final commit. Every call after
+// Close returns ErrClosed (or, for the methods without an error, the zero
+// value: Status, CurrentEra, ChangeID).
 func (d *Device) Close() error {
 	d.mu.Lock()
 	prev := d.state.Swap(stateClosed)
@@ -671,10 +895,15 @@ func (d *Device) Close() error {
 	<-d.digestDone
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.status.Store(&Status{})
+	defer d.unlock()
 	if prev == stateFailed {
 		return fmt.Errorf("device had failed (%v): %w", d.failure, ErrReadOnly)
 	}
 	if err := d.md.archive(); err != nil {
+		return err
+	}
+	if err := d.md.digestDown(d.cfg.MaxBacklog); err != nil {
 		return err
 	}
 	if err := d.md.commit(); err != nil {
@@ -682,111 +911,4 @@ func (d *Device) Close() error {
 	}
 	d.commits.Add(1)
 	return nil
-}
-
-// kickDigest wakes the digest worker.
-func (d *Device) kickDigest() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Digest pacing. The digest's changes ride on the next commit. While first
-// writes are being committed (one ended within digestBusyWindow), the
-// digest takes digestStepsPerCommit steps per commit of theirs, then waits
-// (up to digestWaitMax) for the next: a first write then waits for at most
-// one step, and its commit writes the few blocks the steps changed rather
-// than waiting for a commit of the digest's. At digestPendingBusy changed
-// blocks it waits without stepping. Otherwise it runs freely and commits on
-// its own every digestPendingIdle blocks.
-const (
-	digestStepsPerCommit = 4
-	digestPendingBusy    = 16
-	digestPendingIdle    = 64
-	digestBusyWindow     = 20 * time.Millisecond
-	digestWaitMax        = 10 * time.Millisecond
-)
-
-// digestLoop folds archived writesets into the era array, a bounded step
-// at a time, off the write path: between steps it releases the lock that
-// first writes need. It commits when it has nothing left to do.
-func (d *Device) digestLoop() {
-	defer close(d.digestDone)
-	for {
-		select {
-		case <-d.stopDigest:
-			return
-		case <-d.kick:
-		}
-		for steps := 0; ; {
-			more, busy, stalled, seen := d.digestOnce()
-			if !more {
-				break
-			}
-			if steps++; stalled || busy && steps >= digestStepsPerCommit {
-				d.awaitCommit(seen)
-				steps = 0
-			}
-			select {
-			case <-d.stopDigest:
-				return
-			default:
-			}
-			runtime.Gosched()
-		}
-	}
-}
-
-// awaitCommit waits for a commit after the count seen, up to
-// digestWaitMax.
-func (d *Device) awaitCommit(seen uint64) {
-	ch := make(chan struct{})
-	d.commitWake.Store(&ch)
-	if d.commits.Load() != seen {
-		return
-	}
-	t := time.NewTimer(digestWaitMax)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-	case <-d.stopDigest:
-	}
-}
-
-// digestOnce runs one digest step and reports whether to go on, whether
-// first writes are busy (see digest pacing), whether it stalled without a
-// step to wait for their commit, and the commit count.
-func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state.Load() != stateOpen {
-		return false, false, false, 0
-	}
-	busy = time.Since(time.Unix(0, d.lastMarkEnd.Load())) < digestBusyWindow
-	if dirty := d.md.tm.Dirty(); dirty >= digestPendingBusy {
-		if busy && dirty < digestPendingIdle {
-			return true, true, true, d.commits.Load()
-		}
-		if err := d.commit(); err != nil {
-			return false, false, false, 0
-		}
-	}
-	more, err := d.md.digestStep()
-	if err != nil {
-		d.abort(err)
-		return false, false, false, 0
-	}
-	if !more {
-		d.commit()
-		d.digesting.Store(false)
-		return false, false, false, 0
-	}
-	return true, busy, false, d.commits.Load()
-}
-
-// sortRanges sorts ranges by start (used by callers that merge).
-func sortRanges(rs []Range) {
-	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.Begin, b.Begin) })
 }

@@ -82,7 +82,7 @@ func (m *model) writtenSince(n uint32) []Range {
 
 func openT(t testing.TB, meta, origin Store, sectors uint32) *Device {
 	t.Helper()
-	d, err := Open(meta, origin, Config{BlockSectors: sectors})
+	d, err := Open(meta, origin, Config{Format: true, BlockSectors: sectors})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -98,6 +98,12 @@ func checkAgainst(t *testing.T, d *Device, m *model, rng *rand.Rand) {
 	for range 3 {
 		n := uint32(rng.IntN(int(m.current) + 2))
 		got, err := d.WrittenSince(n)
+		if n > m.current {
+			if !errors.Is(err, ErrOutOfRange) {
+				t.Fatalf("WrittenSince(%d) past the current era %d: %v, want ErrOutOfRange", n, m.current, err)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatalf("WrittenSince(%d): %v", n, err)
 		}
@@ -146,12 +152,12 @@ func TestDeviceAgainstModel(t *testing.T) {
 					}
 					m.write(p, off)
 				case r < 80:
-					if err := d.Checkpoint(); err != nil {
+					if _, err := d.Checkpoint(); err != nil {
 						t.Fatal(err)
 					}
 					m.current++
 				case r < 85:
-					err := d.TakeSnapshot()
+					_, err := d.TakeSnapshot()
 					if snapModel != nil {
 						if !errors.Is(err, ErrSnapshotExists) {
 							t.Fatalf("second TakeSnapshot: %v", err)
@@ -250,14 +256,14 @@ func TestBlockSizeMismatch(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(meta, origin, Config{BlockSectors: 16}); !errors.Is(err, ErrBlockSizeMismatch) {
+	if _, err := Open(meta, origin, Config{Format: true, BlockSectors: 16}); !errors.Is(err, ErrBlockSizeMismatch) {
 		t.Fatalf("Open with another block size: %v", err)
 	}
 }
 
 func TestInvalidConfigAndRange(t *testing.T) {
 	for _, bs := range []uint32{0, 4, 12} {
-		if _, err := Open(newMem(1<<20), newMem(64<<10), Config{BlockSectors: bs}); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := Open(newMem(1<<20), newMem(64<<10), Config{Format: true, BlockSectors: bs}); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("block size %d: %v", bs, err)
 		}
 	}

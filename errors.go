@@ -39,4 +39,24 @@ var (
 	ErrInvalidConfig = errors.New("invalid configuration")
 	// ErrEraOverflow is returned when the 32-bit era counter would wrap.
 	ErrEraOverflow = errors.New("era counter would wrap past 2^32-1")
+	// ErrNoMetadata is returned by Open and the views when the metadata
+	// store holds no era metadata: it is all zero (and Config.Format was
+	// not set) or it holds something else, which the message names.
+	ErrNoMetadata = errors.New("no era metadata")
+	// ErrLocked is returned by Open when another Device, in this process or
+	// another, owns the metadata store.
+	ErrLocked = errors.New("metadata is in use by another era device")
+	// ErrStaleChangeID is returned by queries given a change ID from other
+	// metadata or from an era the metadata has not reached: the history it
+	// names is gone, and only a full backup is safe.
+	ErrStaleChangeID = errors.New("stale change ID")
+	// ErrInvalidChangeID reports a change ID text that does not parse.
+	ErrInvalidChangeID = errors.New("invalid change ID")
+	// ErrSnapshotDropped is returned by a View of a metadata snapshot once
+	// the snapshot has been dropped: its blocks may have been reused.
+	ErrSnapshotDropped = errors.New("metadata snapshot was dropped")
+	// ErrSnapshotOwned is returned by DropSnapshot (and the
+	// drop_metadata_snap message) when the held snapshot belongs to a
+	// Snapshot handle, which alone may drop it.
+	ErrSnapshotOwned = errors.New("metadata snapshot is owned by a Snapshot handle")
 )

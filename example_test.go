@@ -19,7 +19,7 @@ func Example() {
 	image, _ := os.Create(filepath.Join(dir, "image"))
 	image.Truncate(64 << 20)
 
-	d, err := era.Open(meta, image, era.Config{BlockSectors: 128}) // 64 KiB blocks
+	d, err := era.Open(meta, image, era.Config{Format: true, BlockSectors: 128}) // 64 KiB blocks
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func ExampleOpenSnapshot() {
 	image, _ := os.Create(filepath.Join(dir, "image"))
 	image.Truncate(16 << 20)
 
-	d, _ := era.Open(meta, image, era.Config{BlockSectors: 8})
+	d, _ := era.Open(meta, image, era.Config{Format: true, BlockSectors: 8})
 	d.WriteAt([]byte("a"), 3*4096)
 	d.TakeSnapshot()               // era 2 begins; the snapshot covers eras 1
 	d.WriteAt([]byte("b"), 9*4096) // after the snapshot: not in it
@@ -82,7 +82,7 @@ func ExampleOpenView() {
 	image, _ := os.Create(filepath.Join(dir, "image"))
 	image.Truncate(16 << 20)
 
-	d, _ := era.Open(meta, image, era.Config{BlockSectors: 8})
+	d, _ := era.Open(meta, image, era.Config{Format: true, BlockSectors: 8})
 	d.WriteAt([]byte("x"), 7*4096)
 	d.Close()
 

@@ -108,9 +108,9 @@ func fzNewBase(name string, img []byte) *fzBase {
 func fzDeviceImages(t testing.TB) [][]byte {
 	var out [][]byte
 	for i, nr := range []int64{300, 2100} {
-		meta := erasim.New(int64(24+24*i) * block.Size)
+		meta := erasim.New(int64(32+24*i) * block.Size) // room for the writes and the reserve
 		origin := erasim.New(nr * 4096)
-		d, err := Open(meta, origin, Config{BlockSectors: 8})
+		d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,13 +138,13 @@ func fzDeviceImages(t testing.TB) [][]byte {
 			return nil
 		}
 		write(30)
-		if err := d.Checkpoint(); err != nil {
+		if _, err := d.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
 		write(20)
 		fltWaitDigest(d)
 		from := meta.Len()
-		if err := d.TakeSnapshot(); err != nil {
+		if _, err := d.TakeSnapshot(); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, afterCommit(from))
@@ -152,7 +152,7 @@ func fzDeviceImages(t testing.TB) [][]byte {
 		out = append(out, meta.CrashImage(meta.Len(), nil, erasim.CrashOptions{Unsynced: erasim.KeepNone}))
 		fltWaitDigest(d)
 		from = meta.Len()
-		if err := d.Checkpoint(); err != nil {
+		if _, err := d.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, afterCommit(from))
@@ -319,6 +319,9 @@ func fzBadErr(err error, also ...error) string {
 			return ""
 		}
 	}
+	if errors.Is(err, ErrNoMetadata) { // the magic was hit: not era metadata at all
+		return ""
+	}
 	if !errors.Is(err, ErrCorrupt) {
 		return "does not wrap ErrCorrupt"
 	}
@@ -367,7 +370,11 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 		}
 		for _, since := range []uint32{0, 1, v.CurrentEra(), v.CurrentEra() + 1, 1 + rng.Uint32N(max(1, v.CurrentEra()))} {
 			if _, err := v.WrittenSince(since); err != nil {
-				if why := fzBadErr(err); why != "" {
+				var also []error
+				if since > v.CurrentEra() {
+					also = append(also, ErrOutOfRange)
+				}
+				if why := fzBadErr(err, also...); why != "" {
 					return fmt.Sprintf("%s: WrittenSince(%d): %q %s", fzTargetNames[target], since, err, why)
 				}
 			}
@@ -383,7 +390,7 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 		}
 	case fzOpen:
 		store := &tortStore{data: img}
-		d, err := Open(store, fzNullOrigin{}, Config{BlockSectors: b.sectors, OriginSize: b.size})
+		d, err := Open(store, fzNullOrigin{}, Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
 		if err != nil {
 			if why := fzBadErr(err, ErrBlockSizeMismatch, ErrNoSpace, ErrEraOverflow); why != "" {
 				return fmt.Sprintf("Open: %q %s", err, why)
@@ -409,7 +416,7 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 				_, err := d.WriteAt([]byte{1}, int64(d.NrBlocks()-1)*int64(d.BlockBytes()))
 				return "WriteAt", err
 			},
-			func() (string, error) { return "Checkpoint", d.Checkpoint() },
+			func() (string, error) { _, err := d.Checkpoint(); return "Checkpoint", err },
 			func() (string, error) {
 				err := d.DropSnapshot()
 				if errors.Is(err, ErrNoSnapshot) {
@@ -559,7 +566,7 @@ func TestOpenRejectsFreeSuperblock(t *testing.T) {
 		data := img[bitmap*block.Size : (bitmap+1)*block.Size]
 		data[16] &^= 3 // entry 0: count 0
 		block.Bitmap.Prepare(data, bitmap)
-		d, err := Open(&tortStore{data: img}, fzNullOrigin{}, Config{BlockSectors: b.sectors, OriginSize: b.size})
+		d, err := Open(&tortStore{data: img}, fzNullOrigin{}, Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
 		if err == nil {
 			_, err = d.WriteAt([]byte{1}, 0)
 			d.Close()

@@ -54,7 +54,7 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(len(kind)), 3))
 			for i := range 300 {
 				if i%60 == 59 {
-					if err := d.Checkpoint(); err != nil {
+					if _, err := d.Checkpoint(); err != nil {
 						t.Fatal(err)
 					}
 					m.current++
@@ -77,7 +77,7 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 				}
 			case "crashed": // the device is abandoned without Close
 			case "snapshot":
-				if err := d.TakeSnapshot(); err != nil {
+				if _, err := d.TakeSnapshot(); err != nil {
 					t.Fatal(err)
 				}
 				m.current++

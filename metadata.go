@@ -20,13 +20,18 @@ import (
 // open, commit, resize, archive, new era, digest and metadata snapshots.
 // It is not safe for concurrent use; the Device serializes calls.
 type metadata struct {
-	bm     *block.Manager
-	tm     *transaction.Manager
-	sm     *spacemap.SpaceMap
-	sb     Superblock // in-core copy, written by commit
-	wsTree *btree.Tree
-	eras   *array.Array
-	bits   *array.Bitset
+	bm *block.Manager
+	tm *transaction.Manager
+	sm *spacemap.SpaceMap
+	sb Superblock // in-core copy, written by commit
+	// committed is the superblock of the last commit: what queries read,
+	// with the space map pinned.
+	committed Superblock
+	// backlog is the number of archived writesets (undigested).
+	backlog int
+	wsTree  *btree.Tree
+	eras    *array.Array
+	bits    *array.Bitset
 
 	digest digestState
 }
@@ -69,20 +74,6 @@ func writesetValueType(tm *transaction.Manager, bits *array.Bitset) btree.ValueT
 		Dec:   func(v []byte) error { return bits.Delete(decodeWritesetInfo(v).Root) },
 		Equal: func(a, b []byte) bool { return bytes.Equal(a[:writesetInfoSize], b[:writesetInfoSize]) },
 	}
-}
-
-// isFormatted reports whether block 0 holds anything but zeros.
-func isFormatted(bm *block.Manager) (bool, error) {
-	data, err := bm.ReadRaw(0)
-	if err != nil {
-		return false, fmt.Errorf("read block 0: %w", err)
-	}
-	for _, b := range data {
-		if b != 0 {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // formatMetadata creates fresh metadata as the kernel does (format.md §7.3):
@@ -131,8 +122,17 @@ func openMetadata(bm *block.Manager) (*metadata, error) {
 	md := newMetadata(bm, tm)
 	md.sm = sm
 	md.sb = *sb
+	md.committed = *sb
 	if err := md.checkRoots(); err != nil {
 		return nil, err
+	}
+	n, err := md.trees().writesets(0)
+	if err != nil {
+		return nil, err
+	}
+	md.backlog = len(n)
+	if md.sb.CurrentWriteset.Root != 0 {
+		md.backlog-- // writesets() lists the current one too
 	}
 	return md, nil
 }
@@ -177,7 +177,68 @@ func (md *metadata) commit() error {
 		return fmt.Errorf("commit superblock: %w", err)
 	}
 	md.sm.Committed()
+	md.committed = md.sb
 	return nil
+}
+
+// changed reports whether anything changed since the last commit.
+func (md *metadata) changed() bool {
+	return md.sb != md.committed || md.tm.Dirty() > 0 || md.sm.Changed()
+}
+
+// free returns the number of metadata blocks not in use.
+func (md *metadata) free() uint64 {
+	return md.sm.NrBlocks() - md.sm.NrAllocated()
+}
+
+// reserve returns the number of metadata blocks kept for the operations
+// that free space: a sixteenth of the store, at least 4 and at most 256
+// blocks. First writes that would eat into it are refused (ErrNoSpace).
+func (md *metadata) reserve() uint64 {
+	return min(max(md.sm.NrBlocks()/16, 4), 256)
+}
+
+// markCost bounds the metadata blocks that marking blocks (sorted) and
+// committing can allocate: per bitset block touched, its shadow and a path
+// of btree nodes; the space map's index, the bitmaps the new blocks fall
+// in, and a path of the overflow tree (the shared zero block's count).
+func (md *metadata) markCost(blocks []uint64) uint64 {
+	arr := md.bits.Array()
+	per := uint64(arr.MaxEntries()) * 64 // bits per bitset block
+	touched := uint64(0)
+	for i, b := range blocks {
+		if i == 0 || b/per != blocks[i-1]/per {
+			touched++
+		}
+	}
+	// Levels of the bitset's btree: a leaf holds up to btreeFanout array
+	// blocks.
+	levels := uint64(1)
+	for n := (uint64(md.sb.CurrentWriteset.NrBits) + per - 1) / per; n > btreeFanout; n /= btreeFanout {
+		levels++
+	}
+	bitmaps := min(uint64(spacemap.NrBitmaps(md.sm.NrBlocks())), touched*(1+levels))
+	return touched*(1+levels) + 1 + bitmaps + 2
+}
+
+// btreeFanout is a lower bound on the entries of a btree node of 8-byte
+// values (the kernel's 4 KiB nodes hold 126 to 252).
+const btreeFanout = 126
+
+// status returns the dm status of the last commit.
+func (md *metadata) status() Status {
+	sb := &md.committed
+	return Status{
+		MetadataBlockSize:   metadataBlockSize,
+		UsedMetadataBlocks:  md.sm.NrAllocated(),
+		TotalMetadataBlocks: md.sm.NrBlocks(),
+		CurrentEra:          sb.CurrentEra,
+		HeldRoot:            sb.MetadataSnap,
+		Held:                sb.MetadataSnap != 0,
+		Backlog:             md.backlog,
+		uuid:                sb.UUID,
+		reserve:             md.reserve(),
+	}
 }
 
 // resize sets the era array to n blocks (new ones at era 0). The writesets
@@ -221,6 +282,7 @@ func (md *metadata) archive() error {
 	}
 	md.sb.WritesetTreeRoot = root
 	md.sb.CurrentWriteset.Root = 0
+	md.backlog++
 	return nil
 }
 
@@ -261,6 +323,20 @@ func (md *metadata) mark(blocks []uint64) error {
 	root, err := md.bits.SetBits(cur.Root, uint64(cur.NrBits), blocks)
 	if err != nil {
 		return fmt.Errorf("mark writeset of era %d: %w", md.sb.CurrentEra, err)
+	}
+	md.sb.CurrentWriteset.Root = root
+	return nil
+}
+
+// markRange sets blocks [lo, hi) in the on-disk current writeset.
+func (md *metadata) markRange(lo, hi uint64) error {
+	cur := md.sb.CurrentWriteset
+	if cur.Root == 0 {
+		return errors.New("mark without a current writeset")
+	}
+	root, err := md.bits.SetRange(cur.Root, uint64(cur.NrBits), lo, hi)
+	if err != nil {
+		return fmt.Errorf("mark blocks [%d, %d) in the writeset of era %d: %w", lo, hi, md.sb.CurrentEra, err)
 	}
 	md.sb.CurrentWriteset.Root = root
 	return nil
@@ -400,8 +476,32 @@ func (md *metadata) digestStep() (bool, error) {
 		return false, block.Corruptf(md.sb.WritesetTreeRoot, "writeset tree", "writeset of era %d vanished during digest", d.era)
 	}
 	md.sb.WritesetTreeRoot = root
+	md.backlog--
 	*d = digestState{}
 	return true, nil
+}
+
+// digestDown digests archived writesets until at most n are left,
+// committing whenever the changes reach half the reserve, so that the
+// blocks the digest frees are reused and it never runs out of space
+// because of its own copies.
+func (md *metadata) digestDown(n int) error {
+	limit := int(md.reserve() / 2)
+	for md.backlog > max(n, 0) {
+		more, err := md.digestStep()
+		if err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+		if md.tm.Dirty() >= limit {
+			if err := md.commit(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nextSetBit returns the first set bit in [from, to) of the bits words
@@ -420,14 +520,26 @@ func nextSetBit(words []uint64, base, from, to uint64) (uint64, bool) {
 	return 0, false
 }
 
-// trees returns the live trees for queries.
+// trees returns the live trees, changes not yet committed included.
 func (md *metadata) trees() eraTrees {
+	return treesOf(md.tm, &md.sb)
+}
+
+// committedTrees returns the trees of the last commit, read without the
+// transaction (the caller pins them).
+func (md *metadata) committedTrees() eraTrees {
+	return treesOf(transaction.NewReadOnly(md.bm), &md.committed)
+}
+
+// treesOf returns the trees of sb, its current writeset included.
+func treesOf(tm *transaction.Manager, sb *Superblock) eraTrees {
 	return eraTrees{
-		tm:         md.tm,
-		nrBlocks:   md.sb.NrBlocks,
-		currentEra: md.sb.CurrentEra,
-		wsRoot:     md.sb.WritesetTreeRoot,
-		eraRoot:    md.sb.EraArrayRoot,
-		current:    md.sb.CurrentWriteset,
+		tm:         tm,
+		nrBlocks:   sb.NrBlocks,
+		currentEra: sb.CurrentEra,
+		wsRoot:     sb.WritesetTreeRoot,
+		eraRoot:    sb.EraArrayRoot,
+		current:    sb.CurrentWriteset,
+		uuid:       sb.UUID,
 	}
 }

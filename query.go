@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
+	bits64 "math/bits"
+	"sync"
 
 	"github.com/bits-and-blooms/bitset"
 
@@ -31,6 +34,7 @@ type eraTrees struct {
 	wsRoot     uint64
 	eraRoot    uint64
 	current    WritesetInfo // Root 0: no current writeset
+	uuid       [16]byte
 }
 
 // writesetEntry is one archived writeset.
@@ -94,42 +98,60 @@ func (t eraTrees) writtenSince(ctx context.Context, since uint32, o sinceOptions
 			size = max(size, uint64(ws.info.NrBits))
 		}
 	}
-	out := bitset.New(uint(size))
-	eras := array.New(t.tm, eraValueSize)
-	err = eras.Iterate(t.eraRoot, uint64(t.nrBlocks), func(i uint64, v []byte) error {
-		if i%ctxEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		if binary.LittleEndian.Uint32(v) >= since {
-			out.Set(uint(i))
-		}
-		return nil
-	})
+	words, err := t.window(ctx, since, 0, size, sets)
 	if err != nil {
-		return nil, fmt.Errorf("read era array: %w", err)
+		return nil, err
 	}
-	words := out.Words()
+	return bitset.FromWithLength(uint(size), words), nil
+}
+
+// window returns the "written since" set of blocks [lo, hi), lo a multiple
+// of 64, as words: bit j of word k is block lo+64k+j. sets are the
+// writesets of eras >= since (writesets). Writeset bits at or past
+// nr_blocks count only when hi passes nr_blocks.
+func (t eraTrees) window(ctx context.Context, since uint32, lo, hi uint64, sets []writesetEntry) ([]uint64, error) {
+	words := make([]uint64, (hi-lo+63)/64)
+	if end := min(hi, uint64(t.nrBlocks)); lo < end {
+		eras := array.New(t.tm, eraValueSize)
+		err := eras.IterateRange(t.eraRoot, uint64(t.nrBlocks), lo, end, func(i uint64, v []byte) error {
+			if i%ctxEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if binary.LittleEndian.Uint32(v) >= since {
+				words[(i-lo)/64] |= 1 << ((i - lo) % 64)
+			}
+			return nil
+		})
+		if errors.Is(err, array.ErrOutOfRange) {
+			err = block.Corruptf(t.eraRoot, "era array", "shorter than its %d blocks: %v", t.nrBlocks, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read era array: %w", err)
+		}
+	}
 	bits := array.NewBitset(t.tm)
 	for _, ws := range sets {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err := bits.Words(ws.info.Root, uint64(ws.info.NrBits), func(i uint64, w uint64) error {
-			if i < uint64(len(words)) {
-				words[i] |= w
-			}
-			return nil
-		})
+		wlo, whi := lo/64, min((hi+63)/64, array.NrWords(uint64(ws.info.NrBits)))
+		if wlo >= whi {
+			continue
+		}
+		got, err := readWords(bits, ws, wlo, whi)
 		if err != nil {
-			return nil, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
+			return nil, err
+		}
+		for k, w := range got {
+			words[k] |= w
 		}
 	}
-	if tail := size % 64; tail != 0 && len(words) > 0 {
-		words[len(words)-1] &= 1<<tail - 1 // bits past the set's size
+	if tail := (hi - lo) % 64; tail != 0 && len(words) > 0 {
+		words[len(words)-1] &= 1<<tail - 1 // bits past hi
 	}
-	return out, nil
+	return words, nil
 }
 
 // blockEra returns the era of block b: the greatest of its era-array value
@@ -168,4 +190,250 @@ func (t eraTrees) blockEra(b uint64) (uint32, error) {
 		}
 	}
 	return era, nil
+}
+
+// seqWindow is how many blocks a streaming query reads per pin: a
+// bitset's worth of era-array values at a time (64 Ki blocks, 8 KiB).
+const seqWindow = 1 << 16
+
+// ranges returns the set bits of words (bit 0 of word 0 is block base) as
+// ranges, extending open, a range that ended at base, if the first bit is
+// set. The last range is returned open: its end may grow in the next window.
+func appendRanges(out []Range, open *Range, words []uint64, base uint64) []Range {
+	s := bitset.From(words)
+	for i, ok := s.NextSet(0); ok; {
+		end, more := s.NextClear(i)
+		if !more {
+			end = s.Len()
+		}
+		r := Range{Begin: base + uint64(i), End: base + uint64(end)}
+		if open.End == r.Begin && open.End > open.Begin {
+			open.End = r.End
+		} else {
+			if open.End > open.Begin {
+				out = append(out, *open)
+			}
+			*open = r
+		}
+		if !more {
+			break
+		}
+		i, ok = s.NextSet(end)
+	}
+	return out
+}
+
+// seq streams the ranges of blocks >= from whose era is >= since, a window
+// at a time, each window read from the trees pin returns (and released
+// before the window's ranges are yielded).
+func seq(ctx context.Context, since uint32, from uint64, pin func() (eraTrees, func(), error)) iter.Seq2[Range, error] {
+	return func(yield func(Range, error) bool) {
+		var open Range
+		for lo := from &^ 63; ; lo += seqWindow {
+			t, release, err := pin()
+			if err != nil {
+				yield(Range{}, err)
+				return
+			}
+			n := uint64(t.nrBlocks)
+			if lo >= n {
+				release()
+				break
+			}
+			if since > t.currentEra {
+				release()
+				yield(Range{}, fmt.Errorf("written since era %d: the current era is %d: %w", since, t.currentEra, ErrOutOfRange))
+				return
+			}
+			hi := min(n, lo+seqWindow)
+			var words []uint64
+			sets, err := t.writesets(since)
+			if err == nil {
+				words, err = t.window(ctx, since, lo, hi, sets)
+			}
+			release()
+			if err != nil {
+				yield(Range{}, err)
+				return
+			}
+			if lo < from { // the bits of the first word before from
+				words[0] &= ^uint64(0) << (from - lo)
+			}
+			for _, r := range appendRanges(nil, &open, words, lo) {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if hi == n {
+				break
+			}
+		}
+		if open.End > open.Begin {
+			yield(open, nil)
+		}
+	}
+}
+
+// readWords reads words [lo, hi) of a writeset, within its nr_bits: a
+// bitset shorter than that is damage.
+func readWords(bits *array.Bitset, ws writesetEntry, lo, hi uint64) ([]uint64, error) {
+	words, err := bits.ReadWords(ws.info.Root, uint64(ws.info.NrBits), lo, hi)
+	if errors.Is(err, array.ErrOutOfRange) {
+		err = block.Corruptf(ws.info.Root, "writeset", "shorter than its %d bits: %v", ws.info.NrBits, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
+	}
+	return words, nil
+}
+
+// eras returns the era of every block in [lo, hi): the greatest of its
+// era-array value and the eras of the writesets that mark it.
+func (t eraTrees) eras(ctx context.Context, lo, hi uint64) ([]uint32, error) {
+	if lo > hi || hi > uint64(t.nrBlocks) {
+		return nil, fmt.Errorf("blocks [%d, %d) of %d: %w", lo, hi, t.nrBlocks, ErrOutOfRange)
+	}
+	out := make([]uint32, hi-lo)
+	if lo == hi {
+		return out, nil
+	}
+	err := array.New(t.tm, eraValueSize).IterateRange(t.eraRoot, uint64(t.nrBlocks), lo, hi, func(i uint64, v []byte) error {
+		out[i-lo] = binary.LittleEndian.Uint32(v)
+		return nil
+	})
+	if errors.Is(err, array.ErrOutOfRange) {
+		err = block.Corruptf(t.eraRoot, "era array", "shorter than its %d blocks: %v", t.nrBlocks, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read era array: %w", err)
+	}
+	sets, err := t.writesets(0)
+	if err != nil {
+		return nil, err
+	}
+	bits := array.NewBitset(t.tm)
+	for _, ws := range sets { // ascending eras: the last that marks a block wins
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wlo, whi := lo/64, min((hi+63)/64, array.NrWords(uint64(ws.info.NrBits)))
+		if wlo >= whi {
+			continue
+		}
+		words, err := readWords(bits, ws, wlo, whi)
+		if err != nil {
+			return nil, err
+		}
+		for k, w := range words {
+			for w != 0 {
+				j := uint64(bits64.TrailingZeros64(w))
+				w &= w - 1
+				if b := (wlo+uint64(k))*64 + j; b >= lo && b < hi && ws.era > out[b-lo] {
+					out[b-lo] = ws.era
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// pin returns the trees of the device's last commit, their blocks kept
+// from reuse until release is called. It holds the device's lock only to
+// take the pin: a query then runs while first writes commit.
+func (d *Device) pin() (t eraTrees, release func(), err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Load() == stateClosed {
+		return eraTrees{}, nil, ErrClosed
+	}
+	d.md.sm.Pin()
+	return d.md.committedTrees(), sync.OnceFunc(func() {
+		d.mu.Lock()
+		d.md.sm.Unpin()
+		d.mu.Unlock()
+	}), nil
+}
+
+// query runs fn on the pinned trees of the last commit.
+func (d *Device) query(fn func(t eraTrees) error) error {
+	t, release, err := d.pin()
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(t)
+}
+
+// WrittenSince returns the blocks written in era n or later (every block
+// whose era is >= n), as ascending, coalesced ranges. It includes every
+// write acknowledged before the call; first writes go on while it runs.
+// n above the current era fails with ErrOutOfRange.
+func (d *Device) WrittenSince(n uint32) ([]Range, error) {
+	return d.WrittenSinceContext(context.Background(), n)
+}
+
+// WrittenSinceContext is WrittenSince with a context that can end a long
+// query.
+func (d *Device) WrittenSinceContext(ctx context.Context, n uint32) (rs []Range, err error) {
+	err = d.query(func(t eraTrees) error {
+		rs, err = t.since(ctx, n)
+		return err
+	})
+	return rs, err
+}
+
+// WrittenSinceChange returns the blocks written since the era of a change
+// ID, after checking that it names a point in this metadata's history
+// (ErrStaleChangeID otherwise: a full backup is needed).
+func (d *Device) WrittenSinceChange(ctx context.Context, id ChangeID) (rs []Range, err error) {
+	err = d.query(func(t eraTrees) error {
+		n, err := checkChangeID(id, t.uuid, t.currentEra)
+		if err != nil {
+			return err
+		}
+		rs, err = t.since(ctx, n)
+		return err
+	})
+	return rs, err
+}
+
+// WrittenSinceSeq streams the answer of WrittenSince from block from on, a
+// window of blocks at a time, so that an answer over a large device is
+// never built in memory at once. Each window is read from the last commit
+// at the time it is read; every write acknowledged before the call is in
+// the answer. The consumer may stop early. Errors are yielded once, last.
+func (d *Device) WrittenSinceSeq(ctx context.Context, since uint32, from uint64) iter.Seq2[Range, error] {
+	return seq(ctx, since, from, d.pin)
+}
+
+// BlockEra returns the era in which block b was last written (0: never
+// since tracking began).
+func (d *Device) BlockEra(b uint64) (era uint32, err error) {
+	err = d.query(func(t eraTrees) error {
+		era, err = t.blockEra(b)
+		return err
+	})
+	return era, err
+}
+
+// BlockEras returns the era each block in [lo, hi) was last written in (0:
+// never), reading each metadata block of the range once.
+func (d *Device) BlockEras(ctx context.Context, lo, hi uint64) (eras []uint32, err error) {
+	err = d.query(func(t eraTrees) error {
+		eras, err = t.eras(ctx, lo, hi)
+		return err
+	})
+	return eras, err
+}
+
+// since returns WrittenSince(n) of the trees.
+func (t eraTrees) since(ctx context.Context, n uint32) ([]Range, error) {
+	if n > t.currentEra {
+		return nil, fmt.Errorf("written since era %d: the current era is %d: %w", n, t.currentEra, ErrOutOfRange)
+	}
+	set, err := t.writtenSince(ctx, n, sinceOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return rangesOf(set), nil
 }

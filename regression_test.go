@@ -38,7 +38,7 @@ func TestFix_RecoverCommittedWritesetAfterCrash(t *testing.T) {
 	}
 	// Reopen with a larger origin: the resize must not wipe the loaded
 	// writeset, and the rollover must archive it.
-	d2, err := Open(crashed, newMem(512<<10), Config{BlockSectors: 8})
+	d2, err := Open(crashed, newMem(512<<10), Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestFix_OnlyResizeWhenOpening(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := meta.bytes()
-	if _, err := Open(meta, newMem(128<<10), Config{BlockSectors: 16}); err == nil {
+	if _, err := Open(meta, newMem(128<<10), Config{Format: true, BlockSectors: 16}); err == nil {
 		t.Fatal("Open with another block size succeeded")
 	}
 	if !bytes.Equal(before, meta.bytes()) {
@@ -207,7 +207,7 @@ func TestFix_NoMetadataWritesAfterFinalCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := d.Checkpoint(); err != nil {
+		if _, err := d.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
 	}

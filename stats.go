@@ -1,5 +1,7 @@
 package era
 
+import "time"
+
 // Stats is what a Device has done, for benchmarks and monitoring: the
 // commits since Open returned, and the metadata I/O since Open began (its
 // format, resize and first commit included). Differences between two calls
@@ -19,22 +21,41 @@ type Stats struct {
 	CanSync        bool   // whether the metadata store has a Sync method
 
 	// Digesting is true while archived writesets wait to be folded into
-	// the era array by the background digest.
+	// the era array by the background digest; Backlog is how many there
+	// were at the last commit (at most Config.MaxBacklog after an era
+	// change).
 	Digesting bool
+	Backlog   int
+
+	// MetadataUsed and MetadataTotal are the metadata blocks in use and in
+	// the store at the last commit; MetadataReserve the blocks kept free
+	// for the operations that free space.
+	MetadataUsed, MetadataTotal, MetadataReserve uint64
+
+	// CommitTotal and CommitMax are the summed and the longest commit
+	// durations (CommitTotal/Commits: the mean).
+	CommitTotal, CommitMax time.Duration
 }
 
 // Stats returns the counts so far. It takes no lock the write path needs.
 func (d *Device) Stats() Stats {
 	bm := d.bm.Stats()
+	st := d.status.Load()
 	return Stats{
-		Commits:        d.commits.Load(),
-		FirstWrites:    d.firstWrites.Load(),
-		MarkCommits:    d.markCommits.Load(),
-		MetadataReads:  bm.Reads,
-		MetadataHits:   bm.Hits,
-		MetadataWrites: bm.Writes,
-		MetadataSyncs:  bm.Syncs,
-		CanSync:        d.bm.CanSync(),
-		Digesting:      d.digesting.Load(),
+		Commits:         d.commits.Load(),
+		FirstWrites:     d.firstWrites.Load(),
+		MarkCommits:     d.markCommits.Load(),
+		MetadataReads:   bm.Reads,
+		MetadataHits:    bm.Hits,
+		MetadataWrites:  bm.Writes,
+		MetadataSyncs:   bm.Syncs,
+		CanSync:         d.bm.CanSync(),
+		Digesting:       d.digesting.Load(),
+		Backlog:         st.Backlog,
+		MetadataUsed:    st.UsedMetadataBlocks,
+		MetadataTotal:   st.TotalMetadataBlocks,
+		MetadataReserve: st.reserve,
+		CommitTotal:     time.Duration(d.commitNanos.Load()),
+		CommitMax:       time.Duration(d.maxCommitNanos.Load()),
 	}
 }

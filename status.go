@@ -10,6 +10,13 @@ type Status struct {
 	CurrentEra          uint32
 	HeldRoot            uint64 // location of the metadata snapshot, valid when Held
 	Held                bool
+
+	// Backlog is the number of archived writesets not yet digested into
+	// the era array (not part of the dm status line).
+	Backlog int
+
+	uuid    [16]byte
+	reserve uint64
 }
 
 // String returns the dm status line: "8 12/1024 5 -" without a metadata
@@ -22,18 +29,9 @@ func (s Status) String() string {
 	return fmt.Sprintf("%d %d/%d %d %s", s.MetadataBlockSize, s.UsedMetadataBlocks, s.TotalMetadataBlocks, s.CurrentEra, held)
 }
 
-// Status returns the device's status. After Close it returns the status at
-// the final commit.
+// Status returns the device's status as of its last commit. It takes no
+// lock: it never waits for a commit, a checkpoint or the digest. After
+// Close it returns the zero Status.
 func (d *Device) Status() Status {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	sb := &d.md.sb
-	return Status{
-		MetadataBlockSize:   metadataBlockSize,
-		UsedMetadataBlocks:  d.md.sm.NrAllocated(),
-		TotalMetadataBlocks: d.md.sm.NrBlocks(),
-		CurrentEra:          sb.CurrentEra,
-		HeldRoot:            sb.MetadataSnap,
-		Held:                sb.MetadataSnap != 0,
-	}
+	return *d.status.Load()
 }

@@ -84,6 +84,9 @@ func DecodeSuperblock(loc uint64, data []byte) (*Superblock, error) {
 		MetadataSnap:      le.Uint64(data[216:]),
 	}
 	copy(sb.UUID[:], data[16:32])
+	if sb.UUID == ([16]byte{}) {
+		sb.UUID = identityOf(data) // the kernel zeroed the field
+	}
 	copy(sb.SpaceMapRoot[:], data[44:44+spacemap.RootSize])
 	bad := func(format string, args ...any) error {
 		return block.Corruptf(loc, block.Superblock.Name, format, args...)
@@ -122,6 +125,7 @@ func (sb *Superblock) Encode(data []byte) {
 	le.PutUint64(data[200:], sb.WritesetTreeRoot)
 	le.PutUint64(data[208:], sb.EraArrayRoot)
 	le.PutUint64(data[216:], sb.MetadataSnap)
+	putIdentity(data, sb.UUID)
 }
 
 // readSuperblock reads and decodes the superblock (or a clone) at loc.

@@ -220,3 +220,32 @@ func (b *Bitset) ReadWords(root, nrBits, begin, end uint64) ([]uint64, error) {
 func (b *Bitset) Delete(root uint64) error {
 	return b.a.Delete(root)
 }
+
+// SetRange sets bits [lo, hi) of the bitset at root, of nrBits bits, and
+// returns the new root. hi must not pass nrBits (else nothing changes and
+// the error wraps ErrOutOfRange). Each array block is shadowed at most once,
+// and only if one of its words changes.
+func (b *Bitset) SetRange(root, nrBits, lo, hi uint64) (uint64, error) {
+	if lo > hi || hi > nrBits {
+		return 0, fmt.Errorf("bits [%d, %d) of a %d-bit bitset: %w", lo, hi, nrBits, ErrOutOfRange)
+	}
+	if lo == hi {
+		return root, nil
+	}
+	first, last := lo/64, (hi-1)/64
+	return b.a.Update(root, first, last+1, func(i uint64, v []byte) bool {
+		mask := ^uint64(0)
+		if i == first {
+			mask &= ^uint64(0) << (lo % 64)
+		}
+		if r := hi % 64; i == last && r != 0 {
+			mask &= uint64(1)<<r - 1
+		}
+		w := binary.LittleEndian.Uint64(v)
+		if w|mask == w {
+			return false
+		}
+		binary.LittleEndian.PutUint64(v, w|mask)
+		return true
+	})
+}

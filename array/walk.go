@@ -3,6 +3,7 @@ package array
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/btree"
@@ -101,6 +102,40 @@ func (a *Array) Walk(root uint64, visitNode func(loc uint64, n *btree.Node, dept
 		}
 		if err := visitBlock(loc, b); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// IterateRange calls fn for values [begin, end) of the array at root, which
+// must hold length values, in index order, reading each array block of the
+// range once (a btree lookup per block). v is a copy valid only during the
+// call. fn returning btree.Stop ends the iteration early with a nil error.
+// A range past length yields an error wrapping ErrOutOfRange; an array
+// shorter than length, one wrapping block.ErrCorrupt.
+func (a *Array) IterateRange(root, length, begin, end uint64, fn func(i uint64, v []byte) error) error {
+	if begin > end || end > length {
+		return fmt.Errorf("values [%d, %d) of a %d-value array: %w", begin, end, length, ErrOutOfRange)
+	}
+	scratch := make([]byte, a.valueSize)
+	per := uint64(a.max)
+	for i := begin; i < end; {
+		bi := i / per
+		blk, err := a.lookupBlock(root, bi)
+		if err != nil {
+			return a.explain(root, i, err)
+		}
+		if nr := a.entriesIn(length, bi); blk.NrEntries != nr {
+			return block.Corruptf(root, block.Array.Name, "array block %d holds %d entries, want %d (length %d)", bi, blk.NrEntries, nr, length)
+		}
+		for stop := min(end, (bi+1)*per); i < stop; i++ {
+			copy(scratch, blk.Value(uint32(i%per)))
+			if err := fn(i, scratch); err != nil {
+				if errors.Is(err, btree.Stop) {
+					return nil
+				}
+				return err
+			}
 		}
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/bits"
 	"slices"
 
@@ -51,6 +52,12 @@ type SpaceMap struct {
 	dirty      []bool // bitmap counts changed in this transaction
 	moved      []bool // bitmap given a new location in this transaction
 	indexMoved bool
+
+	// pinned holds, while pins > 0, the union of the committed states at
+	// the times of the pins: blocks a reader of an older commit may still
+	// read, which Alloc does not hand out.
+	pinned [][]uint64
+	pins   int
 }
 
 var _ transaction.SpaceMap = (*SpaceMap)(nil)
@@ -354,6 +361,9 @@ func (sm *SpaceMap) findFree(begin, end uint64) (uint64, bool) {
 	for b := begin; b < end; {
 		i, j := b/EntriesPerBitmap, b%EntriesPerBitmap
 		w := sm.cur[i][j/32] | sm.old[i][j/32]
+		if i < uint64(len(sm.pinned)) {
+			w |= sm.pinned[i][j/32]
+		}
 		used := (w | w>>1) & evenBits
 		free := ^used & evenBits
 		free &= ^uint64(0) << (2 * (j % 32)) // slots before b
@@ -493,6 +503,11 @@ func (sm *SpaceMap) freeHints(i int) (nrFree, noneFreeBefore uint32) {
 	return nrFree, first
 }
 
+// Changed reports whether any count changed since the last Committed.
+func (sm *SpaceMap) Changed() bool {
+	return sm.indexMoved || slices.Contains(sm.dirty, true) || slices.Contains(sm.moved, true) || !maps.Equal(sm.over, sm.oldOver)
+}
+
 // Committed records that the superblock holding Root is durable: the
 // current state becomes the committed one, and blocks freed in the
 // transaction may be reused.
@@ -508,6 +523,49 @@ func (sm *SpaceMap) Committed() {
 	for k, v := range sm.over {
 		sm.oldOver[k] = v
 	}
+}
+
+// Pin keeps every block in use in the committed state from reuse until the
+// matching Unpin, so that a reader of that commit (its superblock's roots)
+// may read it without holding the owner's lock while later transactions
+// commit. Pins nest; each costs a copy of the committed counts (two bits
+// per block) while any is held.
+func (sm *SpaceMap) Pin() {
+	if sm.pins == 0 {
+		sm.pinned = make([][]uint64, len(sm.old))
+		for i := range sm.old {
+			sm.pinned[i] = slices.Clone(sm.old[i])
+		}
+	} else {
+		for i := range sm.old {
+			if i >= len(sm.pinned) {
+				sm.pinned = append(sm.pinned, slices.Clone(sm.old[i]))
+				continue
+			}
+			for j, w := range sm.old[i] {
+				sm.pinned[i][j] |= w
+			}
+		}
+	}
+	sm.pins++
+}
+
+// Unpin releases a Pin. When the last is released, the blocks it kept
+// become free for reuse.
+func (sm *SpaceMap) Unpin() {
+	if sm.pins == 0 {
+		return
+	}
+	if sm.pins--; sm.pins == 0 {
+		sm.pinned = nil
+	}
+}
+
+// TakePins moves the pins of from, a space map of the same store that this
+// one replaces (reopened from the last commit), to this one.
+func (sm *SpaceMap) TakePins(from *SpaceMap) {
+	sm.pinned, sm.pins = from.pinned, from.pins
+	from.pinned, from.pins = nil, 0
 }
 
 // CountMismatch is one difference between the space map and the references

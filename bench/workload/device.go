@@ -66,7 +66,7 @@ func NewRig(dir string, cfg RigConfig) (*Rig, error) {
 			origin = r.Switch
 		}
 	}
-	r.Dev, err = era.Open(r.Meta, origin, era.Config{BlockSectors: BlockSectors, OriginSize: size, CacheBlocks: cfg.CacheBlocks})
+	r.Dev, err = era.Open(r.Meta, origin, era.Config{Format: true, BlockSectors: BlockSectors, OriginSize: size, CacheBlocks: cfg.CacheBlocks})
 	if err != nil {
 		r.closeFiles()
 		return nil, wrap("open device", err)

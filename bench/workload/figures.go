@@ -482,7 +482,7 @@ func BuildQueryMetadata(dir string, nrBlocks uint64, eras int, seed uint64) (*Ri
 			r.Close()
 			return nil, err
 		}
-		if err := r.Dev.Checkpoint(); err != nil {
+		if _, err := r.Dev.Checkpoint(); err != nil {
 			r.Close()
 			return nil, err
 		}
@@ -668,7 +668,7 @@ func MeasureCheckpoint(dir string, nrBlocks uint64, reps int) (CheckpointResult,
 		}
 		before := r.Dev.Stats().MetadataWrites
 		t := time.Now()
-		if err := r.Dev.Checkpoint(); err != nil {
+		if _, err := r.Dev.Checkpoint(); err != nil {
 			return res, err
 		}
 		ts = append(ts, time.Since(t))
@@ -729,7 +729,7 @@ func MeasureDigestLatency(dir string, nrBlocks uint64, rounds, minSamples int) (
 		}
 		c0 := r.Dev.Stats().Commits
 		t0 := time.Now()
-		if err := r.Dev.Checkpoint(); err != nil {
+		if _, err := r.Dev.Checkpoint(); err != nil {
 			return res, err
 		}
 		n := 0
@@ -806,7 +806,7 @@ func MeasureHeapProfile(dir string, nrBlocks uint64, cacheBlocks int, atPeak fun
 		if _, err := RunWrites(r.Dev, perm, 16, 2000, 0, false); err != nil {
 			return HeapResult{}, err
 		}
-		if err := r.Dev.Checkpoint(); err != nil {
+		if _, err := r.Dev.Checkpoint(); err != nil {
 			return HeapResult{}, err
 		}
 		if err := WaitDigest(r.Dev, 5*time.Minute); err != nil {

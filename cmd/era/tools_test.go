@@ -362,7 +362,7 @@ func deviceImages(t *testing.T, seed uint64) []deviceImage {
 			}
 		}
 		origin := discardOrigin{nr * bs}
-		d, err := era.Open(meta, origin, era.Config{BlockSectors: sectors})
+		d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: sectors})
 		if err != nil {
 			t.Fatalf("seed %d round %d: Open: %v", seed, round, err)
 		}
@@ -379,13 +379,13 @@ func deviceImages(t *testing.T, seed uint64) []deviceImage {
 					eras[b] = current
 				}
 			case x < 92:
-				if err := d.Checkpoint(); err != nil {
+				if _, err := d.Checkpoint(); err != nil {
 					t.Fatal(err)
 				}
 				current++
 			case x < 97:
 				if snap == nil {
-					if err := d.TakeSnapshot(); err != nil {
+					if _, err := d.TakeSnapshot(); err != nil {
 						t.Fatal(err)
 					}
 					current++

@@ -31,7 +31,7 @@ func TestFullAndIncrementals(t *testing.T) {
 	for round := range 4 {
 		e.scatter(40, 3*bs) // across boundaries
 		e.write(100, 5)     // the same block again and again
-		if err := e.d.Checkpoint(); err != nil {
+		if _, err := e.d.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
 		e.write(101, 5)
@@ -185,7 +185,7 @@ func TestCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := era.Open(meta, image, era.Config{BlockSectors: 8})
+	d, err := era.Open(meta, image, era.Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestCLI(t *testing.T) {
 	for i := range 3 { // an application writes through its own era.Device between backups
 		mf, _ := os.OpenFile(meta, os.O_RDWR, 0)
 		imf, _ := os.OpenFile(image, os.O_RDWR, 0)
-		d, err := era.Open(mf, imf, era.Config{BlockSectors: 16})
+		d, err := era.Open(mf, imf, era.Config{Format: true, BlockSectors: 16})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -134,7 +134,7 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		if kind == Incremental && st.CurrentEra < prev.Era {
 			return nil, eraBackwards(st.CurrentEra, prev)
 		}
-		if err := d.TakeSnapshot(); err != nil {
+		if _, err := d.TakeSnapshot(); err != nil {
 			return nil, fmt.Errorf("take metadata snapshot: %w", err)
 		}
 		defer func() {

@@ -110,7 +110,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := era.Open(meta, image, era.Config{BlockSectors: cfg.BlockSectors})
+	d, err := era.Open(meta, image, era.Config{Format: true, BlockSectors: cfg.BlockSectors})
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 				return nil, err
 			}
 			if burst < 2 {
-				if err := d.Checkpoint(); err != nil {
+				if _, err := d.Checkpoint(); err != nil {
 					return nil, err
 				}
 			}
@@ -240,7 +240,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 // snapshot, the agent reads it through OpenSnapshot on its own read-only
 // handles, then the owner drops it.
 func externalBackup(ctx context.Context, repo *Repo, d *era.Device, metaPath, imagePath string, opt Options) (*Result, error) {
-	if err := d.TakeSnapshot(); err != nil {
+	if _, err := d.TakeSnapshot(); err != nil {
 		return nil, err
 	}
 	meta, err := os.Open(metaPath)

@@ -41,7 +41,7 @@ func TestExternalWhileWriting(t *testing.T) {
 	e.write(0, 1<<20)
 	ctx := context.Background()
 
-	if err := e.d.TakeSnapshot(); err != nil {
+	if _, err := e.d.TakeSnapshot(); err != nil {
 		t.Fatal(err)
 	}
 	r, err := e.repo.Backup(ctx, Full, externalSource(t, e), Options{})
@@ -63,7 +63,7 @@ func TestExternalWhileWriting(t *testing.T) {
 		l := 1 + e.rng.IntN(10000)
 		e.write(e.rng.Int64N(half-int64(l)), l)
 	}
-	if err := e.d.TakeSnapshot(); err != nil {
+	if _, err := e.d.TakeSnapshot(); err != nil {
 		t.Fatal(err)
 	}
 	snapEra := e.d.Status().CurrentEra

@@ -52,7 +52,7 @@ func newEnv(t *testing.T, size int64, sectors uint32) *env {
 // open opens the era device on the env's files.
 func (e *env) open(sectors uint32) {
 	e.t.Helper()
-	d, err := era.Open(e.meta, e.image, era.Config{BlockSectors: sectors})
+	d, err := era.Open(e.meta, e.image, era.Config{Format: true, BlockSectors: sectors})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -234,7 +234,12 @@ func openSource(repo *Repo, metaPath, imagePath string, external bool, sectors u
 			return src, nil, err
 		}
 	}
-	d, err := era.Open(meta, image, era.Config{BlockSectors: sectors, OriginSize: size})
+	// Format only the file just created: an existing all-zero file is
+	// more likely a wrong path than new metadata.
+	d, err := era.Open(meta, image, era.Config{Format: created, BlockSectors: sectors, OriginSize: size})
+	if errors.Is(err, era.ErrLocked) {
+		err = fmt.Errorf("%w; another process owns the device: run this backup with --external while that process holds a metadata snapshot", err)
+	}
 	if err != nil {
 		meta.Close()
 		image.Close()

@@ -1,0 +1,110 @@
+package era
+
+import (
+	"runtime"
+	"time"
+)
+
+// kickDigest wakes the digest worker.
+func (d *Device) kickDigest() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Digest pacing. The digest's changes ride on the next commit. While first
+// writes are being committed (one ended within digestBusyWindow), the
+// digest takes digestStepsPerCommit steps per commit of theirs, then waits
+// (up to digestWaitMax) for the next: a first write then waits for at most
+// one step, and its commit writes the few blocks the steps changed rather
+// than waiting for a commit of the digest's. At digestPendingBusy changed
+// blocks it waits without stepping. Otherwise it runs freely and commits on
+// its own every digestPendingIdle blocks.
+const (
+	digestStepsPerCommit = 4
+	digestPendingBusy    = 16
+	digestPendingIdle    = 64
+	digestBusyWindow     = 20 * time.Millisecond
+	digestWaitMax        = 10 * time.Millisecond
+)
+
+// digestLoop folds archived writesets into the era array, a bounded step
+// at a time, off the write path: between steps it releases the lock that
+// first writes need. It commits when it has nothing left to do.
+func (d *Device) digestLoop() {
+	defer close(d.digestDone)
+	for {
+		select {
+		case <-d.stopDigest:
+			return
+		case <-d.kick:
+		}
+		for steps := 0; ; {
+			more, busy, stalled, seen := d.digestOnce()
+			if !more {
+				break
+			}
+			if steps++; stalled || busy && steps >= digestStepsPerCommit {
+				d.awaitCommit(seen)
+				steps = 0
+			}
+			select {
+			case <-d.stopDigest:
+				return
+			default:
+			}
+			runtime.Gosched()
+		}
+	}
+}
+
+// awaitCommit waits for a commit after the count seen, up to
+// digestWaitMax.
+func (d *Device) awaitCommit(seen uint64) {
+	ch := make(chan struct{})
+	d.commitWake.Store(&ch)
+	if d.commits.Load() != seen {
+		return
+	}
+	t := time.NewTimer(digestWaitMax)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-d.stopDigest:
+	}
+}
+
+// digestOnce runs one digest step and reports whether to go on, whether
+// first writes are busy (see digest pacing), whether it stalled without a
+// step to wait for their commit, and the commit count.
+func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Load() != stateOpen {
+		return false, false, false, 0
+	}
+	busy = time.Since(time.Unix(0, d.lastMarkEnd.Load())) < digestBusyWindow
+	if dirty := d.md.tm.Dirty(); dirty >= digestPendingBusy {
+		if busy && dirty < digestPendingIdle {
+			return true, true, true, d.commits.Load()
+		}
+		if err := d.commit(); err != nil {
+			return false, false, false, 0
+		}
+	}
+	more, err := d.md.digestStep()
+	if err != nil {
+		d.abort(err)
+		return false, false, false, 0
+	}
+	if !more {
+		if d.md.changed() {
+			d.commit()
+		}
+		d.digesting.Store(false)
+		return false, false, false, 0
+	}
+	return true, busy, false, d.commits.Load()
+}

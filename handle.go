@@ -1,0 +1,56 @@
+package era
+
+import "fmt"
+
+// Snapshot is a held metadata snapshot: a read-only copy of the metadata as
+// of the era change that took it, which the kernel's tools and other
+// processes can read (OpenSnapshot) while the device goes on. A Snapshot
+// from HoldSnapshot is owned by its holder: only its Release drops it, and
+// DropSnapshot or the drop_metadata_snap message fail with
+// ErrSnapshotOwned meanwhile, so one consumer cannot pull the snapshot
+// from under another's reads.
+type Snapshot struct {
+	d     *Device
+	era   uint32
+	loc   uint64 // the clone's block
+	owned bool
+}
+
+// HoldSnapshot starts a new era, as TakeSnapshot does, and returns the
+// snapshot as a handle that owns it. ErrSnapshotExists while any snapshot
+// is held.
+func (d *Device) HoldSnapshot() (*Snapshot, error) {
+	s := &Snapshot{owned: true}
+	if _, err := d.rollover(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Era returns the era that began with the snapshot: the snapshot holds
+// every write of the eras before it.
+func (s *Snapshot) Era() uint32 { return s.era }
+
+// ChangeID returns the change ID of the snapshot's era, to record with a
+// backup taken from it.
+func (s *Snapshot) ChangeID() ChangeID {
+	return ChangeID{UUID: s.d.UUID(), Era: s.era}
+}
+
+// View opens a read-only view of the snapshot. Its queries fail with
+// ErrSnapshotDropped once the snapshot is released.
+func (s *Snapshot) View() (*View, error) {
+	v, err := s.d.SnapshotView()
+	if err != nil {
+		return nil, err
+	}
+	if v.snapLoc != s.loc {
+		return nil, fmt.Errorf("snapshot of era %d: %w", s.era, ErrSnapshotDropped)
+	}
+	return v, nil
+}
+
+// Release drops the snapshot. ErrNoSnapshot if it is no longer held.
+func (s *Snapshot) Release() error {
+	return s.d.dropSnapshot(s)
+}
