@@ -37,6 +37,7 @@ type DumpOptions struct {
 func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
 	t := v.trees
 	m := &eraxml.Metadata{
+		UUID:       formatUUID(v.trees.uuid),
 		BlockSize:  v.blockSectors,
 		NrBlocks:   t.nrBlocks,
 		CurrentEra: t.currentEra,
@@ -171,9 +172,16 @@ func (v *View) eraValues(eras []uint32, damage func(error) error) error {
 //
 // Like 0.9.0, and unlike WrittenSince, it includes writeset bits at or
 // beyond nr_blocks (bits of writesets recorded before the origin shrank).
+//
+// Unlike 0.9.0, an era above the current one fails with ErrOutOfRange: no
+// block was written since an era that has not begun, and a caller asking
+// for one holds an era from other metadata or a rolled-back store.
 func (v *View) Invalidate(since uint32, includeCurrent bool) ([]Range, error) {
+	if since > v.trees.currentEra {
+		return nil, fmt.Errorf("written since era %d: the current era is %d (an era from other metadata?): %w", since, v.trees.currentEra, ErrOutOfRange)
+	}
 	set, err := v.trees.writtenSince(context.Background(), since, sinceOptions{noCurrent: !includeCurrent, beyondEnd: true})
-	if err != nil {
+	if err = v.guard(err); err != nil {
 		return nil, err
 	}
 	return rangesOf(set), nil

@@ -400,6 +400,7 @@ func ExampleView_Dump() {
 		fmt.Println(err)
 		return
 	}
+	m.UUID = "" // a new device's is random; era_dump prints uuid="" always
 	eraxml.WriteLogicalDump(os.Stdout, m, false)
 	eraxml.WriteInvalidate(os.Stdout, eraxml.WrittenSince(m, 2))
 	// Output:

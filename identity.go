@@ -95,6 +95,12 @@ func formatUUID(u [16]byte) string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
+// validUUID reports whether s parses as a UUID.
+func validUUID(s string) bool {
+	_, err := parseUUID(s)
+	return err == nil
+}
+
 // parseUUID parses 32 hex digits, with or without the dashes; "" is the
 // zero UUID.
 func parseUUID(s string) ([16]byte, error) {

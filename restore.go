@@ -105,6 +105,8 @@ func validateRestore(m *eraxml.Metadata) error {
 	switch {
 	case m.BlockSize == 0 || m.BlockSize%8 != 0:
 		return sb("block_size %d: must be a positive multiple of 8 sectors", m.BlockSize)
+	case !validUUID(m.UUID):
+		return sb("uuid %q: want \"\" or 32 hex digits (8-4-4-4-12)", m.UUID)
 	case m.NrBlocks == 0:
 		return sb("nr_blocks 0: the era array must hold at least one block")
 	case m.NrBlocks > eraxml.MaxCount:
@@ -143,6 +145,20 @@ func validateRestore(m *eraxml.Metadata) error {
 		}
 	}
 	return nil
+}
+
+// RestoreSize returns the size, in bytes, of a new store for restoring m
+// that a device can then go on with: what m needs, and at least
+// MetadataSize for its blocks.
+func RestoreSize(m *eraxml.Metadata) (int64, error) {
+	if err := validateRestore(m); err != nil {
+		return 0, err
+	}
+	need, err := restoreNeed(m)
+	if err != nil {
+		return 0, err
+	}
+	return max(int64(need)*block.Size, MetadataSize(uint64(m.NrBlocks), 0)), nil
 }
 
 // arrayBlocks returns the number of array blocks of n values of per each.
@@ -233,6 +249,7 @@ func buildRestore(bm *block.Manager, m *eraxml.Metadata, flushAt int) (*metadata
 	if err != nil {
 		return nil, err
 	}
+	md.sb.UUID, _ = parseUUID(m.UUID) // checked by validateRestore
 	tm := md.tm
 	flush := func() error {
 		if tm.Dirty() > flushAt {

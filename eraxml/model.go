@@ -7,6 +7,7 @@ import (
 
 // Metadata is the logical content of era metadata as the tools see it.
 type Metadata struct {
+	UUID       string     // the superblock's uuid attribute: "" or 8-4-4-4-12 hex digits
 	BlockSize  uint32     // data_block_size in sectors
 	NrBlocks   uint32     // number of tracked origin blocks
 	CurrentEra uint32     // current era counter

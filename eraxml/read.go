@@ -263,9 +263,11 @@ func (p *reader) charge(what string, n, bytes int64) error {
 }
 
 func (p *reader) superblock(t xml.StartElement) error {
-	if _, err := p.attrs(t, []string{"uuid"}, "uuid"); err != nil {
+	uuid, err := p.attrs(t, []string{"uuid"}, "uuid")
+	if err != nil {
 		return err
 	}
+	p.m.UUID = uuid[0]
 	v, err := p.nums(t, "block_size", "nr_blocks", "current_era")
 	if err != nil {
 		return err

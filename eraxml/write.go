@@ -2,6 +2,7 @@ package eraxml
 
 import (
 	"fmt"
+	"html"
 	"io"
 	"math/bits"
 	"strconv"
@@ -46,7 +47,7 @@ func (x *xmlWriter) flush() error {
 }
 
 func (x *xmlWriter) superblockBegin(m *Metadata) {
-	x.s(`<superblock uuid="" block_size="`).u(uint64(m.BlockSize)).
+	x.s(`<superblock uuid="`).s(html.EscapeString(m.UUID)).s(`" block_size="`).u(uint64(m.BlockSize)).
 		s(`" nr_blocks="`).u(uint64(m.NrBlocks)).
 		s(`" current_era="`).u(uint64(m.CurrentEra)).s(`">`).nl()
 }
@@ -61,7 +62,8 @@ func (x *xmlWriter) eraArray(eras []uint32) {
 
 // WriteDump writes m as era_dump 0.9.0 prints it, byte for byte: every bit of
 // every writeset (value="true" or "false") and every era-array entry, with
-// uuid="" and two-space indentation.
+// two-space indentation (era_dump always prints uuid="": the kernel writes
+// none; metadata written by era has one, and a restore keeps it).
 func WriteDump(w io.Writer, m *Metadata) error {
 	return writeDump(w, m, false)
 }

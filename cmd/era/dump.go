@@ -12,7 +12,7 @@ import (
 var dumpCommand = &command{
 	name:     "dump",
 	toolName: true,
-	synopsis: "dump [--logical [--compat]] [--include-current] [--repair] [--format xml|json] [-o FILE] META",
+	synopsis: "dump [--logical] [--compat] [--include-current] [--repair] [--format xml|json] [-o FILE] META",
 	summary:  "print metadata as era_dump XML, or JSON",
 	help: `Prints the era metadata on the device or file META: the superblock, every
 writeset of the writeset tree with all its bits, and the era of every block.
@@ -28,12 +28,17 @@ a block the lowest era wins there (so a block written in eras 3 and 4 shows
 current era, or of the era a crash interrupted, are missing). --compat
 reproduces those results, byte for byte.
 
+The superblock's uuid attribute holds the metadata's identity (era restore
+keeps it, so change IDs survive a dump and restore); 0.9.0 always prints
+uuid="", and so does --compat.
+
 The plain dump ignores the current writeset too, as 0.9.0 does;
 --include-current adds it as a writeset of the current era.
 
 Options:
       --logical         fold the writesets into the era of each block
-      --compat          with --logical: print what era_dump --logical 0.9.0 prints
+      --compat          print what era_dump 0.9.0 prints (uuid="", and with
+                        --logical its lowest-era folding)
       --include-current add the current writeset to the plain dump
       --repair          dump what can be read of damaged metadata (problems
                         go to standard error)
@@ -66,8 +71,6 @@ func runDump(c *cmdEnv, args []string) int {
 		return status
 	}
 	switch {
-	case compat && !logical:
-		return c.usage("--compat goes with --logical (the plain dump is 0.9.0's already)")
 	case compat && current:
 		return c.usage("--compat and --include-current contradict each other: 0.9.0 ignores the current writeset")
 	}
@@ -86,6 +89,9 @@ func runDump(c *cmdEnv, args []string) int {
 	m, err := v.Dump(opts)
 	if err != nil {
 		return c.fail(fileError(path, err))
+	}
+	if compat {
+		m.UUID = ""
 	}
 	err = writeOutput(output, c.stdout, func(w io.Writer) error {
 		switch {

@@ -10,7 +10,7 @@
 // Usage:
 //
 //	era check [-q|--quiet] [--super-block-only] META
-//	era dump [--logical [--compat]] [--include-current] [--repair] [--format xml|json] [-o FILE] META
+//	era dump [--logical] [--compat] [--include-current] [--repair] [--format xml|json] [-o FILE] META
 //	era restore -i XML -o META [-q|--quiet]
 //	era invalidate --written-since N [--metadata-snapshot] [--format xml|json] [--bytes] [-o FILE] META
 //	era status META

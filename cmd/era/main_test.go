@@ -132,7 +132,6 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"check", "--bogus", m}, "flag provided but not defined: -bogus"},
 		{[]string{"dump"}, "no metadata device or file given"},
 		{[]string{"dump", "--format", "yaml", m}, `format "yaml"`},
-		{[]string{"dump", "--compat", m}, "--compat goes with --logical"},
 		{[]string{"dump", "--logical", "--compat", "--include-current", m}, "contradict"},
 		{[]string{"dump", "-o"}, "flag needs an argument"},
 		{[]string{"invalidate", m}, "--written-since N is required"},

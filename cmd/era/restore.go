@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
+	"syscall"
 
 	"github.com/era-go/era"
 	"github.com/era-go/era/eraxml"
@@ -79,7 +81,7 @@ func runRestore(c *cmdEnv, args []string) int {
 		return c.fail(fileError(name, err))
 	}
 
-	out, err := os.OpenFile(output, os.O_RDWR, 0)
+	out, err := openOutputStore(output, m)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -178,3 +180,37 @@ type lineError struct {
 func (e *lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
 
 func (e *lineError) Unwrap() error { return e.err }
+
+// openOutputStore opens the metadata store era restore writes: an existing
+// file or block device (a block device exclusively, so that one the
+// kernel's dm-era or a mount holds is refused), or a new file sized for m
+// and for a device to go on with.
+func openOutputStore(path string, m *eraxml.Metadata) (*os.File, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		size, err := era.RestoreSize(m)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			os.Remove(path)
+			return nil, err
+		}
+		return f, nil
+	case err != nil:
+		return nil, err
+	case fi.Mode()&fs.ModeDevice != 0:
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_EXCL, 0)
+		if errors.Is(err, syscall.EBUSY) {
+			return nil, fmt.Errorf("%s is in use (a device-mapper target or a mount holds it): %w", path, err)
+		}
+		return f, err
+	}
+	return os.OpenFile(path, os.O_RDWR, 0)
+}

@@ -93,8 +93,8 @@ func TestRestoreCommandErrors(t *testing.T) {
 		}
 	}
 
-	if r := cli("restore", "-i", good, "-o", filepath.Join(dir, "missing.bin")); r.code != 1 || !strings.Contains(r.stderr, "missing.bin: no such file") {
-		t.Errorf("restore to a missing file: %v", r)
+	if r := cli("restore", "-i", good, "-o", filepath.Join(dir, "nodir", "missing.bin")); r.code != 1 || !strings.Contains(r.stderr, "missing.bin: no such file") {
+		t.Errorf("restore into a missing directory: %v", r)
 	}
 	if r := cli("restore", "-i", filepath.Join(dir, "none.xml"), "-o", newFile(t, dir, "x.bin", 1<<16)); r.code != 1 || !strings.Contains(r.stderr, "none.xml: no such file") {
 		t.Errorf("restore from a missing file: %v", r)
@@ -182,4 +182,74 @@ func FuzzRestoreXML(f *testing.F) {
 			t.Fatalf("Check of restored metadata: %v", err)
 		}
 	})
+}
+
+// TestRestoreKeepsTheIdentity: dump prints the metadata's uuid and restore
+// writes it back, into a file it creates when it is missing, so change IDs
+// survive a dump and restore; invalidate refuses an era from the future.
+func TestRestoreKeepsTheIdentity(t *testing.T) {
+	dir := t.TempDir()
+	metaPath := filepath.Join(dir, "meta")
+	meta, err := os.Create(metaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.Truncate(1 << 20)
+	d, err := era.Open(meta, &memOrigin{make([]byte, 64*4096)}, era.Config{Format: true, BlockSectors: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WriteAt([]byte{1}, 3*4096)
+	id := d.ChangeID()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta.Close()
+	xmlPath := filepath.Join(dir, "dump.xml")
+	if r := cli("dump", "-o", xmlPath, metaPath); r.code != 0 {
+		t.Fatalf("dump: %v", r)
+	}
+	text, _ := os.ReadFile(xmlPath)
+	if want := `uuid="` + id.String()[:36] + `"`; !strings.Contains(string(text), want) {
+		t.Fatalf("dump does not print %s:\n%.200s", want, text)
+	}
+	out := filepath.Join(dir, "new", "restored")
+	os.Mkdir(filepath.Dir(out), 0o755)
+	if r := cli("restore", "-q", "-i", xmlPath, "-o", out); r.code != 0 {
+		t.Fatalf("restore into a missing file: %v", r)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, err := era.OpenView(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.UUID() != id.UUID {
+		t.Fatalf("restored uuid %x, dumped %x", v.UUID(), id.UUID)
+	}
+	if fi, _ := f.Stat(); fi.Size() < era.MetadataSize(64, 0) {
+		t.Fatalf("created a %d-byte store, the sizing rule says %d", fi.Size(), era.MetadataSize(64, 0))
+	}
+	if r := cli("invalidate", "--written-since", "99999", out); r.code != 1 || !strings.Contains(r.stderr, "current era") {
+		t.Fatalf("invalidate from the future: %v", r)
+	}
+	bad := strings.Replace(string(text), id.String()[:36], "not-a-uuid", 1)
+	os.WriteFile(xmlPath, []byte(bad), 0o644)
+	if r := cli("restore", "-i", xmlPath, "-o", filepath.Join(dir, "bad")); r.code != 1 || !strings.Contains(r.stderr, "uuid") {
+		t.Fatalf("restore of a bad uuid: %v", r)
+	}
+}
+
+// memOrigin is an in-memory origin.
+type memOrigin struct{ b []byte }
+
+func (m *memOrigin) Size() int64 { return int64(len(m.b)) }
+func (m *memOrigin) ReadAt(p []byte, off int64) (int, error) {
+	return copy(p, m.b[off:]), nil
+}
+func (m *memOrigin) WriteAt(p []byte, off int64) (int, error) {
+	return copy(m.b[off:], p), nil
 }

@@ -236,6 +236,12 @@ func TestRestoredImagesAgainstTools(t *testing.T) {
 		})
 		for _, n := range []uint32{0, 1, m.CurrentEra / 2, m.CurrentEra, m.CurrentEra + 1, uint32(r.Uint64N(uint64(m.CurrentEra) + 1))} {
 			add(fmt.Sprintf("invalidate --written-since %d", n), func(name string) {
+				if n > m.CurrentEra { // 0.9.0 prints an empty list; we refuse
+					if r := cli("invalidate", "--written-since", fmt.Sprint(n), theirs); r.code != 1 || !strings.Contains(r.stderr, "current era") {
+						t.Errorf("%s: era from the future: %v", name, r)
+					}
+					return
+				}
 				sameOutput(t, name, cli("invalidate", "--written-since", fmt.Sprint(n), theirs), tool(tl.invalidate, "--written-since", fmt.Sprint(n), theirs))
 			})
 		}
@@ -437,7 +443,7 @@ func TestDeviceImagesAgainstTools(t *testing.T) {
 		}
 		name := img.name
 		jobs = append(jobs,
-			func() { sameOutput(t, name+": dump", cli("dump", path), tool(tl.dump, path)) },
+			func() { sameOutput(t, name+": dump --compat", cli("dump", "--compat", path), tool(tl.dump, path)) },
 			func() {
 				sameOutput(t, name+": dump --logical --compat", cli("dump", "--logical", "--compat", path), tool(tl.dump, "--logical", path))
 			},
@@ -460,6 +466,12 @@ func TestDeviceImagesAgainstTools(t *testing.T) {
 				// shrank) are listed, as 0.9.0 does; the truth stops at
 				// the end.
 				arg := fmt.Sprint(n)
+				if n > img.current {
+					if r := cli("invalidate", "--written-since", arg, path); r.code != 1 || !strings.Contains(r.stderr, "current era") {
+						t.Errorf("%s: invalidate from the future: %v", name, r)
+					}
+					return
+				}
 				if got, err := jsonRanges(cli("invalidate", "--written-since", arg, "--format", "json", path), len(img.eras)); err != nil || !slices.Equal(got, img.eras.since(n)) {
 					t.Errorf("%s: invalidate --written-since %d: %v (%v), want %v", name, n, got, err, img.eras.since(n))
 				}
@@ -467,7 +479,11 @@ func TestDeviceImagesAgainstTools(t *testing.T) {
 					sameOutput(t, fmt.Sprintf("%s: invalidate --written-since %d", name, n), cli("invalidate", "--written-since", arg, path), tool(tl.invalidate, "--written-since", arg, path))
 				}
 				if img.snapEras != nil {
-					got, err := jsonRanges(cli("invalidate", "--metadata-snapshot", "--written-since", arg, "--format", "json", path), len(img.snapEras))
+					res := cli("invalidate", "--metadata-snapshot", "--written-since", arg, "--format", "json", path)
+					if res.code == 1 && strings.Contains(res.stderr, "current era") && len(img.snapEras.since(n)) == 0 {
+						return // an era past the snapshot's
+					}
+					got, err := jsonRanges(res, len(img.snapEras))
 					if err != nil || !slices.Equal(got, img.snapEras.since(n)) {
 						t.Errorf("%s: invalidate --metadata-snapshot --written-since %d: %v (%v), want %v", name, n, got, err, img.snapEras.since(n))
 					}
