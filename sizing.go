@@ -32,9 +32,9 @@ func MetadataSize(nrBlocks uint64, maxBacklog int) int64 {
 	eraArray := withNodes(ceilDiv(nrBlocks, uint64(array.MaxEntries(eraValueSize))))
 	writeset := withNodes(ceilDiv(ceilDiv(nrBlocks, 64), uint64(array.MaxEntries(8))))
 	trees := eraArray + uint64(maxBacklog+1)*writeset + withNodes(uint64(maxBacklog+1))
-	base := 2*trees + 1 /* superblock */ + 1 /* snapshot clone */
+	base := 2*trees + 1 /* superblock */ + 1                            /* snapshot clone */
 	base += uint64(spacemap.NrBitmaps(base+base/8)) + 1 /* index */ + 4 /* overflow tree */
-	total := base + min(max(base/15+1, 4), 256) + 8 // the reserve, and one mark
+	total := base + min(max(base/15+1, 4), 256) + 8                     // the reserve, and one mark
 	return int64(total) * block.Size
 }
 
