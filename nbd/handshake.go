@@ -33,6 +33,9 @@ func (c *conn) handshake() (enter bool, err error) {
 	for {
 		var h [16]byte
 		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			if err == io.EOF {
+				return false, nil // the client went away between options
+			}
 			return false, fmt.Errorf("option header: %w", err)
 		}
 		if m := binary.BigEndian.Uint64(h[:]); m != magicOpt {
