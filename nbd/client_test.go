@@ -195,7 +195,7 @@ type treply struct {
 	cookie   uint64
 	err      uint32 // the first error, simple or chunk
 	msg      string
-	data     []byte            // READ data, assembled from chunks
+	data     []byte              // READ data, assembled from chunks
 	statuses map[uint32][]extent // BLOCK_STATUS chunks by context id
 	done     bool
 }
