@@ -202,7 +202,7 @@ func (c *Client) read(p []byte, off uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	got := 0
-	err := c.do(request{typ: cmdRead, offset: off, length: uint32(len(p))}, func(typ uint16, payload []byte) error {
+	err := c.do(request{typ: cmdRead, offset: off, length: uint32(len(p))}, nil, func(typ uint16, payload []byte) error {
 		if typ != replyOffsetData || len(payload) < 8 {
 			return fmt.Errorf("unexpected chunk type %d to READ: %w", typ, ErrProtocol)
 		}
@@ -220,6 +220,32 @@ func (c *Client) read(p []byte, off uint64) error {
 	return err
 }
 
+// WriteAt writes p at off, in requests of at most 32 MiB.
+func (c *Client) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > c.size {
+		return 0, fmt.Errorf("write of %d bytes at %d of a %d-byte export: %w", len(p), off, c.size, io.ErrShortWrite)
+	}
+	n := 0
+	for n < len(p) {
+		k := min(len(p)-n, maxClientRead)
+		c.mu.Lock()
+		err := c.do(request{typ: cmdWrite, offset: uint64(off) + uint64(n), length: uint32(k)}, p[n:n+k], nil)
+		c.mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// Flush asks the server to make every completed write durable.
+func (c *Client) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.do(request{typ: cmdFlush}, nil, nil)
+}
+
 // BlockStatus returns the extents the server reports for the meta context
 // name, from off on; they cover at least part of [off, off+length) and are
 // clipped to it.
@@ -231,7 +257,7 @@ func (c *Client) BlockStatus(name string, off uint64, length uint32) ([]Extent, 
 		return nil, fmt.Errorf("meta context %q was not negotiated", name)
 	}
 	var out []Extent
-	err := c.do(request{typ: cmdBlockStatus, offset: off, length: length}, func(typ uint16, p []byte) error {
+	err := c.do(request{typ: cmdBlockStatus, offset: off, length: length}, nil, func(typ uint16, p []byte) error {
 		if typ != replyBlockStatus || len(p) < 12 || (len(p)-4)%8 != 0 {
 			return fmt.Errorf("unexpected chunk type %d to BLOCK_STATUS: %w", typ, ErrProtocol)
 		}
@@ -256,12 +282,12 @@ func (c *Client) BlockStatus(name string, off uint64, length uint32) ([]Extent, 
 	return out, err
 }
 
-// do sends r and reads its structured reply, passing each content chunk
-// to chunk. Called with c.mu held.
-func (c *Client) do(r request, chunk func(typ uint16, payload []byte) error) error {
+// do sends r with its payload and reads its structured reply, passing
+// each content chunk to chunk. Called with c.mu held.
+func (c *Client) do(r request, payload []byte, chunk func(typ uint16, payload []byte) error) error {
 	c.cookie++
 	r.cookie = c.cookie
-	if _, err := c.nc.Write(appendRequest(nil, r)); err != nil {
+	if _, err := c.nc.Write(append(appendRequest(nil, r), payload...)); err != nil {
 		return err
 	}
 	var failure error
@@ -287,6 +313,8 @@ func (c *Client) do(r request, chunk func(typ uint16, payload []byte) error) err
 				failure = fmt.Errorf("%w: %s", ErrRemote, errorChunkText(p))
 			}
 		case typ == replyNone:
+		case chunk == nil:
+			return fmt.Errorf("unexpected chunk type %d: %w", typ, ErrProtocol)
 		case failure == nil:
 			if err := chunk(typ, p); err != nil {
 				return err

@@ -30,6 +30,16 @@ func TestClient(t *testing.T) {
 	if c.Size() != size {
 		t.Fatalf("size %d", c.Size())
 	}
+	w := bytes.Repeat([]byte{0xee}, 33<<20)
+	if n, err := c.WriteAt(w, 5); n != len(w) || err != nil {
+		t.Fatalf("WriteAt: %d %v", n, err)
+	}
+	if err := c.Flush(); err != nil || m.syncs == 0 {
+		t.Fatalf("Flush: %v", err)
+	}
+	if !bytes.Equal(m.data[5:5+len(w)], w) || m.data[4] == 0xee || m.data[5+len(w)] == 0xee {
+		t.Fatal("WriteAt did not write its bytes only")
+	}
 	p := make([]byte, size)
 	if n, err := c.ReadAt(p, 0); n != size || err != nil || !bytes.Equal(p, m.data) {
 		t.Fatalf("ReadAt: %d %v", n, err)
