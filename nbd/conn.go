@@ -20,11 +20,13 @@ type conn struct {
 	nc net.Conn
 	br *bufio.Reader
 
-	// wmu serializes replies; bw is used by the handshake alone before
-	// the transmission phase, then under wmu.
-	wmu    sync.Mutex
+	// bw is written by the handshake, then by the writer goroutine
+	// alone, which takes the replies from out and flushes whenever no
+	// further reply is waiting: replies that complete together go out in
+	// one write.
 	bw     *bufio.Writer
-	broken bool // a reply failed to go out; under wmu
+	out    chan reply
+	broken bool // a reply failed to go out; writer goroutine only
 
 	// negotiated
 	noZeroes   bool
@@ -50,6 +52,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		br:     bufio.NewReaderSize(nc, 64<<10),
 		bw:     bufio.NewWriterSize(nc, 64<<10),
 		slots:  make(chan struct{}, s.opts.MaxInFlight),
+		out:    make(chan reply, s.opts.MaxInFlight),
 		budget: budget{limit: 4 * int64(s.opts.MaxPayload)},
 		ctx:    ctx,
 		cancel: cancel,
@@ -95,14 +98,48 @@ func (c *conn) serve() (err error) {
 	c.transmitting = true
 	c.nc.SetDeadline(time.Time{})
 	c.mu.Unlock()
+	written := make(chan struct{})
+	go c.writer(written)
 	err = c.transmit()
 	c.inflight.Wait()
-	c.wmu.Lock()
+	close(c.out)
+	<-written
+	return err
+}
+
+// reply is a reply ready to go: head, then data; release, if set, is
+// called once data is written.
+type reply struct {
+	head, data []byte
+	release    func()
+}
+
+// writer writes the replies of the transmission phase. After a failed
+// write it closes the connection, which ends the reading side too, and
+// drops the rest.
+func (c *conn) writer(done chan<- struct{}) {
+	defer close(done)
+	for r := range c.out {
+		if !c.broken {
+			_, err := c.bw.Write(r.head)
+			if err == nil && len(r.data) > 0 {
+				_, err = c.bw.Write(r.data)
+			}
+			if err == nil && len(c.out) == 0 {
+				err = c.bw.Flush()
+			}
+			if err != nil {
+				c.broken = true
+				c.nc.Close()
+			}
+		}
+		if r.release != nil {
+			r.release()
+		}
+	}
 	if !c.broken {
 		c.bw.Flush()
 	}
-	c.wmu.Unlock()
-	return err
 }
 
 // transmit reads requests and hands each to a goroutine, until DISC, the
@@ -213,12 +250,12 @@ func (c *conn) handle(r request, payload []byte) {
 			return
 		}
 		buf := getBuf(int(r.length))
-		defer putBuf(buf)
 		n, err := b.ReadAt(buf, off)
 		if n == len(buf) {
 			err = nil // io.EOF with the last byte
 		}
 		if err != nil {
+			putBuf(buf)
 			c.replyErr(r, fmt.Errorf("read %d bytes at %d: %w", len(buf), off, err))
 			return
 		}
@@ -304,16 +341,16 @@ func (c *conn) blockStatus(r request) {
 		}
 		chunks = append(chunks, p)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	var head []byte
 	for i, p := range chunks {
 		var flags uint16
 		if i == len(chunks)-1 {
 			flags = replyFlagDone
 		}
-		c.writeChunk(r.cookie, flags, replyBlockStatus, p, nil)
+		head = appendChunk(head, r.cookie, flags, replyBlockStatus, uint32(len(p)))
+		head = append(head, p...)
 	}
-	c.flushLocked()
+	c.out <- reply{head: head}
 }
 
 // errno maps a backend error to an NBD error value.
@@ -341,85 +378,53 @@ func (c *conn) replyErr(r request, err error) {
 // reply answers a request without data: a simple reply, or with
 // structured replies a NONE or ERROR chunk carrying msg.
 func (c *conn) reply(r request, e uint32, msg string) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	switch {
 	case !c.structured:
-		c.writeSimple(r.cookie, e, nil)
+		c.out <- reply{head: appendSimple(nil, r.cookie, e)}
 	case e == 0:
-		c.writeChunk(r.cookie, replyFlagDone, replyNone, nil, nil)
+		c.out <- reply{head: appendChunk(nil, r.cookie, replyFlagDone, replyNone, 0)}
 	default:
 		if len(msg) > maxErrorMessageLen {
 			msg = msg[:maxErrorMessageLen]
 		}
-		p := binary.BigEndian.AppendUint32(nil, e)
-		p = binary.BigEndian.AppendUint16(p, uint16(len(msg)))
-		c.writeChunk(r.cookie, replyFlagDone, replyError, append(p, msg...), nil)
+		h := appendChunk(nil, r.cookie, replyFlagDone, replyError, uint32(6+len(msg)))
+		h = binary.BigEndian.AppendUint32(h, e)
+		h = binary.BigEndian.AppendUint16(h, uint16(len(msg)))
+		c.out <- reply{head: append(h, msg...)}
 	}
-	c.flushLocked()
 }
 
-// replyData answers a READ with its data.
+// replyData answers a READ with its data, a pooled buffer the writer
+// gives back once sent.
 func (c *conn) replyData(r request, data []byte) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	release := func() { putBuf(data) }
 	switch {
 	case !c.structured:
-		c.writeSimple(r.cookie, 0, data)
+		c.out <- reply{head: appendSimple(nil, r.cookie, 0), data: data, release: release}
 	case len(data) == 0:
-		c.writeChunk(r.cookie, replyFlagDone, replyNone, nil, nil)
+		c.out <- reply{head: appendChunk(nil, r.cookie, replyFlagDone, replyNone, 0), release: release}
 	default:
-		off := binary.BigEndian.AppendUint64(nil, r.offset)
-		c.writeChunk(r.cookie, replyFlagDone, replyOffsetData, off, data)
-	}
-	c.flushLocked()
-}
-
-func (c *conn) writeSimple(cookie uint64, e uint32, data []byte) {
-	var h [16]byte
-	binary.BigEndian.PutUint32(h[0:], magicSimple)
-	binary.BigEndian.PutUint32(h[4:], e)
-	binary.BigEndian.PutUint64(h[8:], cookie)
-	c.write(h[:])
-	c.write(data)
-}
-
-// writeChunk writes a structured reply chunk whose payload is p then q.
-func (c *conn) writeChunk(cookie uint64, flags, typ uint16, p, q []byte) {
-	var h [20]byte
-	binary.BigEndian.PutUint32(h[0:], magicStructured)
-	binary.BigEndian.PutUint16(h[4:], flags)
-	binary.BigEndian.PutUint16(h[6:], typ)
-	binary.BigEndian.PutUint64(h[8:], cookie)
-	binary.BigEndian.PutUint32(h[16:], uint32(len(p)+len(q)))
-	c.write(h[:])
-	c.write(p)
-	c.write(q)
-}
-
-// write writes under wmu; after a failure the connection is closed, which
-// also ends the reading side.
-func (c *conn) write(p []byte) {
-	if c.broken || len(p) == 0 {
-		return
-	}
-	if _, err := c.bw.Write(p); err != nil {
-		c.breakLocked()
+		h := appendChunk(nil, r.cookie, replyFlagDone, replyOffsetData, uint32(8+len(data)))
+		h = binary.BigEndian.AppendUint64(h, r.offset)
+		c.out <- reply{head: h, data: data, release: release}
 	}
 }
 
-func (c *conn) flushLocked() {
-	if c.broken {
-		return
-	}
-	if err := c.bw.Flush(); err != nil {
-		c.breakLocked()
-	}
+// appendSimple appends a simple reply header.
+func appendSimple(b []byte, cookie uint64, e uint32) []byte {
+	b = binary.BigEndian.AppendUint32(b, magicSimple)
+	b = binary.BigEndian.AppendUint32(b, e)
+	return binary.BigEndian.AppendUint64(b, cookie)
 }
 
-func (c *conn) breakLocked() {
-	c.broken = true
-	c.nc.Close()
+// appendChunk appends a structured reply chunk header for a payload of n
+// bytes.
+func appendChunk(b []byte, cookie uint64, flags, typ uint16, n uint32) []byte {
+	b = binary.BigEndian.AppendUint32(b, magicStructured)
+	b = binary.BigEndian.AppendUint16(b, flags)
+	b = binary.BigEndian.AppendUint16(b, typ)
+	b = binary.BigEndian.AppendUint64(b, cookie)
+	return binary.BigEndian.AppendUint32(b, n)
 }
 
 // budget bounds the payload bytes of the requests being handled. A request

@@ -48,11 +48,10 @@ var eraBinary = sync.OnceValues(func() (string, error) {
 
 // served is a running era serve.
 type served struct {
-	cmd     *exec.Cmd
-	uri     string
-	control string
-	stderr  *bytes.Buffer
-	done    chan error
+	cmd    *exec.Cmd
+	uri    string
+	stderr *bytes.Buffer
+	done   chan error
 }
 
 // startServe runs the era binary's serve command with args and waits for
