@@ -237,6 +237,10 @@ print("ok", size)
 `
 
 func TestPythonLibnbdSimpleReplies(t *testing.T) {
+	pythonSimpleReplies(t, modelSubject(1<<20, 4096))
+}
+
+func pythonSimpleReplies(t *testing.T, s subject) {
 	py := "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import nbd").Run(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -244,7 +248,6 @@ func TestPythonLibnbdSimpleReplies(t *testing.T) {
 		}
 		t.Skip("python3-libnbd is not installed")
 	}
-	s := modelSubject(1<<20, 4096)
 	_, sock := startServer(t, s.b, Options{})
 	out, err := exec.Command(py, "-c", pythonNoStructured, uriOf(sock)).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "ok 1048576") {

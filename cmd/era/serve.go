@@ -207,7 +207,7 @@ func openServed(meta, image string, sectors uint32Flag, format, readOnly bool) (
 			bs = 128
 		}
 	}
-	d, err := openDevice(mf, imf, bs, format)
+	d, err := era.Open(mf, imf, era.Config{BlockSectors: bs, Format: format})
 	if err != nil {
 		mf.Close()
 		imf.Close()
@@ -222,12 +222,12 @@ func controlAnswer(d *era.Device, srv *nbd.Server, line string, st *controlStatu
 	var err error
 	switch strings.ToLower(line) {
 	case "checkpoint":
-		began, err = checkpoint(d)
+		began, err = d.Checkpoint()
 	case "take_metadata_snap":
-		began, err = takeSnapshot(d)
+		began, err = d.TakeSnapshot()
 	case "drop_metadata_snap":
 		err = d.DropSnapshot()
-		began = d.Status().CurrentEra
+		began = d.CurrentEra()
 	case "status":
 		s := *st
 		dm := d.Status()
@@ -235,12 +235,19 @@ func controlAnswer(d *era.Device, srv *nbd.Server, line string, st *controlStatu
 		s.CurrentEra, s.Snapshot, s.DMStatus = dm.CurrentEra, dm.Held, dm.String()
 		s.Connections = srv.Connections()
 		s.Commits = d.Stats().Commits
-		return controlReply{Era: s.CurrentEra, ChangeID: changeID(d), Status: &s}
+		return controlReply{Era: s.CurrentEra, ChangeID: changeID(d, s.CurrentEra), Status: &s}
 	default:
 		return controlReply{Error: fmt.Sprintf("unknown request %q: want checkpoint, take_metadata_snap, drop_metadata_snap or status", line)}
 	}
 	if err != nil {
 		return controlReply{Error: err.Error()}
 	}
-	return controlReply{Era: began, ChangeID: changeID(d)}
+	return controlReply{Era: began, ChangeID: changeID(d, began)}
+}
+
+// changeID returns the text form of the change ID of era e of d.
+func changeID(d *era.Device, e uint32) string {
+	id := d.ChangeID()
+	id.Era = e
+	return id.String()
 }
