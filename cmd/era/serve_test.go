@@ -210,6 +210,10 @@ func TestServeEndToEnd(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("era began  %d", began[1]+1)) {
 		t.Errorf("take_metadata_snap: %q", out)
 	}
+	_, idText, _ := strings.Cut(out, "change ID  ")
+	if id, err := era.ParseChangeID(strings.TrimSpace(idText)); err != nil || id.Era != began[1]+1 {
+		t.Errorf("change ID in %q: %v %v", out, id, err)
+	}
 	st := eraOK(t, "status", "--control", control)
 	for _, want := range []string{"serving            " + s.uri, fmt.Sprintf("current era        %d", began[1]+1), "metadata snapshot  held"} {
 		if !strings.Contains(st, want) {
@@ -249,6 +253,9 @@ func TestServeEndToEnd(t *testing.T) {
 	v, err := era.OpenView(mf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if id, _ := era.ParseChangeID(strings.TrimSpace(idText)); v.ChangeID().UUID != id.UUID {
+		t.Errorf("change ID %s is not of this metadata (%s)", idText, v.ChangeID())
 	}
 	bb := uint64(16 * 512)
 	for n, got := range maps {
