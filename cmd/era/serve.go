@@ -122,7 +122,7 @@ func runServe(c *cmdEnv, args []string) int {
 
 	srv := nbd.NewServer(d, nbd.Options{
 		Name:        *name,
-		Description: "era: " + *image,
+		Description: "image tracked by era",
 		ReadOnly:    *readOnly,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(c.stderr, "%s: %s\n", c.prog, fmt.Sprintf(format, args...))
@@ -208,6 +208,9 @@ func openServed(meta, image string, sectors uint32Flag, format, readOnly bool) (
 		}
 	}
 	d, err := era.Open(mf, imf, era.Config{BlockSectors: bs, Format: format})
+	if errors.Is(err, era.ErrNoMetadata) {
+		err = fmt.Errorf("%w; --format formats it", err)
+	}
 	if err != nil {
 		mf.Close()
 		imf.Close()

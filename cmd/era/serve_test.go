@@ -161,6 +161,10 @@ func TestServeEndToEnd(t *testing.T) {
 	if err := os.WriteFile(image, make([]byte, size), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	bin, _ := eraBinary()
+	if out, err := exec.Command(bin, "serve", "--meta", meta, "--image", image, "--socket", sock).CombinedOutput(); err == nil || !strings.Contains(string(out), "--format formats it") {
+		t.Errorf("serve on blank metadata without --format: %v\n%s", err, out)
+	}
 	s := startServe(t, "--meta", meta, "--image", image, "--block-sectors", "16", "--format", "--socket", sock, "--control", control)
 	if want := "nbd+unix:///era?socket=" + sock; s.uri != want {
 		t.Errorf("URI %q, want %q", s.uri, want)
@@ -231,8 +235,7 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("message without --control: %v", r)
 	}
 
-	// A second server on the same socket is refused.
-	bin, _ := eraBinary()
+	// A second server of the same device is refused.
 	if out, err := exec.Command(bin, "serve", "--meta", meta, "--image", image, "--socket", sock).CombinedOutput(); err == nil {
 		t.Errorf("second era serve on a live socket: %s", out)
 	}
