@@ -660,3 +660,35 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A client that stalls in the handshake is dropped after the timeout, and
+// a handshake under way does not hold up Shutdown.
+func TestHandshakeTimeoutAndShutdown(t *testing.T) {
+	m := newModel(1<<16, 4096)
+	s, sock := startServer(t, m, Options{HandshakeTimeout: 200 * time.Millisecond})
+	c := dialRaw(t, sock)
+	start := time.Now()
+	if _, err := io.ReadAll(c.br); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 5*time.Second {
+		t.Errorf("stalled handshake dropped after %v", d)
+	}
+	live := connect(t, sock, false)
+	time.Sleep(300 * time.Millisecond) // past the handshake timeout: transmission has none
+	if r := live.do(request{typ: cmdRead, cookie: 1, length: 8}, nil); r.err != 0 {
+		t.Fatalf("read after the handshake timeout: %d", r.err)
+	}
+	stalled := dialRaw(t, sock)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a handshake under way: %v", err)
+	}
+	if _, err := io.ReadAll(stalled.br); err != nil {
+		t.Error(err)
+	}
+	if _, err := io.ReadAll(live.br); err != nil {
+		t.Error(err)
+	}
+}
