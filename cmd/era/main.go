@@ -14,6 +14,8 @@
 //	era restore -i XML -o META [-q|--quiet]
 //	era invalidate --written-since N [--metadata-snapshot] [--format xml|json] [--bytes] [-o FILE] META
 //	era status META
+//	era serve --meta FILE --image FILE [--socket PATH | --listen HOST:PORT] [--control PATH] ...
+//	era message --control PATH checkpoint|take_metadata_snap|drop_metadata_snap
 //
 // Run "era COMMAND --help" for the details of a command. Installed or
 // linked under the name era_check, era_dump, era_restore or era_invalidate,
@@ -116,7 +118,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{checkCommand, dumpCommand, restoreCommand, invalidateCommand, statusCommand}
+	commands = []*command{checkCommand, dumpCommand, restoreCommand, invalidateCommand, statusCommand, serveCommand, messageCommand}
 }
 
 func lookup(name string) *command {

@@ -42,6 +42,9 @@ type statusInfo struct {
 }
 
 func runStatus(c *cmdEnv, args []string) int {
+	if statusControlled(args) { // era status --control PATH: ask era serve
+		return runStatusControl(c, args)
+	}
 	fs, help, ver := c.flags()
 	ops, status, done := c.parse(fs, help, ver, args, 1)
 	if done {

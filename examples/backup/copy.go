@@ -35,6 +35,9 @@ type Source struct {
 	Origin io.ReaderAt
 	// Size is the image size in bytes. 0 with a Device: Device.Size().
 	Size int64
+	// NBD, when set, is a running era serve export to back up instead
+	// (the other fields are not used).
+	NBD *NBDSource
 }
 
 // Options tune Backup.
@@ -82,6 +85,9 @@ type Result struct {
 func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (res *Result, err error) {
 	if kind != Full && kind != Incremental {
 		return nil, fmt.Errorf("backup kind %q: want %q or %q", kind, Full, Incremental)
+	}
+	if src.NBD != nil {
+		return r.backupNBD(ctx, kind, src.NBD, opt)
 	}
 	mode := "external"
 	if d := src.Device; d != nil {
@@ -198,6 +204,12 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 	if kind == Incremental {
 		b.SinceEra = prev.Era
 	}
+	return r.store(ctx, m, res, b, src.Origin, ranges, opt)
+}
+
+// store copies the ranges of origin into backup b's chunk files, then
+// records b in the manifest m.
+func (r *Repo) store(ctx context.Context, m *Manifest, res *Result, b Backup, origin io.ReaderAt, ranges []Range, opt Options) (_ *Result, err error) {
 	dir := filepath.Join(r.Dir, backupsDir, backupDirName(b.ID))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -208,7 +220,7 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		}
 	}()
 	start := time.Now()
-	c := newCopier(&b, src.Origin, opt)
+	c := newCopier(&b, origin, opt)
 	if err := c.copy(ctx, dir, ranges); err != nil {
 		return nil, fmt.Errorf("backup %d: %w", b.ID, err)
 	}

@@ -6,6 +6,7 @@
 //
 //	backup full    --repo DIR --meta FILE --image FILE [--external] [--block-sectors N]
 //	backup incr    --repo DIR --meta FILE --image FILE [--external] [--block-sectors N]
+//	backup full|incr --repo DIR --nbd URI --control PATH
 //	backup restore --repo DIR --out FILE [--to N] [--verify] [--force]
 //	backup verify  --repo DIR
 //	backup list    --repo DIR
@@ -20,6 +21,12 @@
 // device and keeps writing; it must hold a metadata snapshot for the
 // duration of the backup. The tool only reads: the snapshot through
 // era.OpenSnapshot on the metadata file, the blocks from the image.
+//
+// With --nbd the device is an era serve export: the tool takes and drops
+// the metadata snapshot through era serve's control socket, asks for the
+// blocks written since the last backup's era with NBD BLOCK_STATUS on the
+// meta context x-era:written-since:N (in requests of at most 32 MiB), and
+// reads them with NBD READ.
 //
 // A repository is a directory: manifest.json lists the backups, each with
 // its era range, block size, image size and chunk files
@@ -59,6 +66,7 @@ const usage = `backup: full and incremental image backups driven by era
 Usage:
   backup full    --repo DIR --meta FILE --image FILE [--external] [--block-sectors N]
   backup incr    --repo DIR --meta FILE --image FILE [--external] [--block-sectors N]
+  backup full|incr --repo DIR --nbd URI --control PATH
   backup restore --repo DIR --out FILE [--to N] [--verify] [--force]
   backup verify  --repo DIR
   backup list    --repo DIR
@@ -146,11 +154,21 @@ func cmdBackup(ctx context.Context, kind Kind, args []string, stdout, stderr io.
 	external := fs.Bool("external", false, "another process owns the device and holds a metadata snapshot: only read")
 	sectors := fs.Uint("block-sectors", 0, "tracked block size in 512-byte `sectors` for new metadata (default: the metadata's, the repository's, or 128)")
 	chunkMiB := fs.Int("chunk-mib", DefaultChunkBytes>>20, "most `MiB` per chunk file")
+	nbdURI := fs.String("nbd", "", "back up a running era serve export at this NBD `URI` (with --control) instead of --meta and --image")
+	control := fs.String("control", "", "era serve's control socket `path` (with --nbd)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *repoDir == "" || *metaPath == "" || *imagePath == "" {
+	if *nbdURI != "" || *control != "" {
+		if *nbdURI == "" || *control == "" || *metaPath != "" || *imagePath != "" || *external || *sectors != 0 {
+			return usageErr("--nbd and --control go together, without --meta, --image, --external and --block-sectors")
+		}
+		*imagePath = *nbdURI
+	} else if *repoDir == "" || *metaPath == "" || *imagePath == "" {
 		return usageErr("--repo, --meta and --image are required")
+	}
+	if *repoDir == "" {
+		return usageErr("--repo is required")
 	}
 	if *external && *sectors != 0 {
 		return usageErr("--block-sectors applies only without --external")
@@ -165,9 +183,13 @@ func cmdBackup(ctx context.Context, kind Kind, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	src, done, err := openSource(repo, *metaPath, *imagePath, *external, uint32(*sectors), stderr)
-	if err != nil {
-		return err
+	src := Source{NBD: &NBDSource{URI: *nbdURI, Control: *control}}
+	done := func() error { return nil }
+	if *nbdURI == "" {
+		src, done, err = openSource(repo, *metaPath, *imagePath, *external, uint32(*sectors), stderr)
+		if err != nil {
+			return err
+		}
 	}
 	res, err := repo.Backup(ctx, kind, src, Options{ChunkBytes: *chunkMiB << 20, Progress: NewProgress(os.Stdout)})
 	if derr := done(); err == nil && derr != nil {

@@ -115,7 +115,8 @@ type Backup struct {
 	ID   int  `json:"id"`
 	Kind Kind `json:"kind"`
 	// Mode is how the metadata was read: "device" (the agent held the
-	// era.Device) or "external" (another process held the snapshot).
+	// era.Device), "external" (another process held the snapshot) or
+	// "nbd" (an era serve export, queried over NBD).
 	Mode string `json:"mode"`
 	// SinceEra and Era bound the eras the backup holds, [SinceEra, Era):
 	// every block written in those eras. A full backup has SinceEra 0 and
