@@ -16,16 +16,23 @@ import (
 
 var statusCommand = &command{
 	name:     "status",
-	synopsis: "status META",
+	synopsis: "status META | status --control PATH",
 	summary:  "show the era, sizes, snapshot and the dm status line",
 	help: `Shows, for the era metadata on the device or file META: the current era,
 the data block size, the number of data blocks tracked, the metadata blocks
 in use, the metadata snapshot held if any, the archived writesets not yet
-digested into the era array, the current writeset, and the line the
+digested into the era array (the digest backlog), the current writeset,
+the change ID of the current era, the metadata size the sizing rule asks
+for (era.MetadataSize), and the line the
 kernel's dm-era target reports for "dmsetup status":
 <metadata block size> <used>/<total metadata blocks> <current era> <held snapshot or ->.
 
+With --control PATH it shows instead the status of the era serve listening
+on that control socket: the URI served, the current era and its change ID,
+the connections, the commits and the dm status line.
+
 Options:
+      --control PATH    ask a running era serve (its --control socket)
   -h, --help            show this help
   -V, --version         show the version
 `,
@@ -76,17 +83,25 @@ func runStatus(c *cmdEnv, args []string) int {
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, args...)) }
 	sb := st.sb
 	row("metadata", "%s", path)
+	if id := (era.ChangeID{UUID: sb.UUID, Era: sb.CurrentEra}); sb.UUID != ([16]byte{}) {
+		row("change ID", "%s", id)
+	} else {
+		row("change ID", "none (no identity: formatted by the kernel or restored without one; era gives one at the next Open)")
+	}
 	row("current era", "%d", sb.CurrentEra)
 	row("data block size", "%d sectors (%s)", sb.DataBlockSize, humanBytes(uint64(sb.DataBlockSize)*512))
 	row("data blocks", "%d (%s)", sb.NrBlocks, humanBytes(uint64(sb.NrBlocks)*uint64(sb.DataBlockSize)*512))
 	row("metadata blocks", "%d used of %d (%s of %s)", st.sm.NrAllocated, st.sm.NrBlocks,
 		humanBytes(st.sm.NrAllocated*block.Size), humanBytes(st.sm.NrBlocks*block.Size))
+	need := era.MetadataSize(uint64(sb.NrBlocks), 0)
+	row("metadata sizing", "%s for any workload at the default backlog bound (%d blocks; %s)", humanBytes(uint64(need)), need/block.Size,
+		map[bool]string{true: "this store is large enough", false: "sparse writes need far less"}[uint64(need/block.Size) <= st.sm.NrBlocks])
 	if sb.MetadataSnap != 0 {
 		row("metadata snapshot", "held at block %d (taken when era %d began)", sb.MetadataSnap, st.snapEra)
 	} else {
 		row("metadata snapshot", "none")
 	}
-	row("undigested writesets", "%s", erasList(st.writesets))
+	row("undigested writesets", "%s: the digest backlog (bounded by the device's MaxBacklog, default %d)", erasList(st.writesets), era.DefaultMaxBacklog)
 	if cur := sb.CurrentWriteset; cur.Root != 0 {
 		row("current writeset", "era %d: %d of %d blocks marked", sb.CurrentEra, st.marked, cur.NrBits)
 	} else {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -202,7 +203,10 @@ func TestEraBackwards(t *testing.T) {
 	e.write(5, 5)
 	st := e.d.Status()
 	_, err := e.repo.Backup(context.Background(), Incremental, e.source(), Options{})
-	wantErr(t, err, ErrEraBackwards, "metadata is at era", "below era", "recorded by backup 3", "reformatted")
+	wantErr(t, err, ErrFullBackupNeeded, "backup 3 was taken from metadata", "reformatted", "--full-if-stale")
+	if !errors.Is(err, era.ErrStaleChangeID) {
+		t.Fatalf("%v does not wrap era.ErrStaleChangeID", err)
+	}
 	refused(t, e, e.d, before, files)
 	if now := e.d.Status(); now.CurrentEra != st.CurrentEra || now.Held {
 		t.Fatalf("a refused backup changed the device's era or snapshot: %v, before %v", now, st)
@@ -212,18 +216,24 @@ func TestEraBackwards(t *testing.T) {
 	e.d.TakeSnapshot()
 	_, err = e.repo.Backup(context.Background(), Incremental,
 		Source{Meta: e.meta, Origin: e.image, Size: e.d.Size()}, Options{})
-	wantErr(t, err, ErrEraBackwards, "below era "+strconv.FormatUint(uint64(last.Era), 10))
+	wantErr(t, err, ErrFullBackupNeeded, "backup 3 was taken from metadata "+last.ChangeID)
 	refused(t, e, nil, before, files)
+	e.d.DropSnapshot()
+
+	// Asked to, the incremental takes a full backup instead.
+	res, err := e.repo.Backup(context.Background(), Incremental, e.source(), Options{FullIfStale: true})
+	if err != nil || res.Backup.Kind != Full || res.Backup.SinceEra != 0 {
+		t.Fatalf("incremental with FullIfStale on reformatted metadata: %+v, %v", res, err)
+	}
 
 	// A full backup starts over and is allowed.
-	e.d.DropSnapshot()
 	b := e.backup(Full)
-	if b.ID != 4 || b.Era >= last.Era {
+	if b.ID != 5 || b.Kind != Full {
 		t.Fatalf("full backup on new metadata: %+v", b)
 	}
 	e.write(1<<20, 10)
 	e.backup(Incremental)
-	if got, want := e.restore(5, true), e.hash(); got != want {
+	if got, want := e.restore(6, true), e.hash(); got != want {
 		t.Fatal("restore on the new chain differs")
 	}
 }
@@ -269,4 +279,32 @@ func TestSnapshotAlreadyHeld(t *testing.T) {
 	if !e.d.Status().Held {
 		t.Fatal("the refused backup dropped a snapshot it did not take")
 	}
+}
+
+// TestMetadataRolledBack: the same metadata (same identity) put back to an
+// earlier state, as from a copy, is below the era the last backup
+// recorded: ErrEraBackwards, nothing written.
+func TestMetadataRolledBack(t *testing.T) {
+	e := newEnv(t, 2<<20, 8)
+	e.write(0, 300<<10)
+	e.backup(Full)
+	e.close()
+	old, err := os.ReadFile(e.meta.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.open(8)
+	e.scatter(20, 10000)
+	e.backup(Incremental)
+	e.backup(Incremental)
+	last := mustManifest(t, e.repo).Backups[2]
+	e.close()
+	if _, err := e.meta.WriteAt(old, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.open(8)
+	before, files := e.manifestBytes(), repoFiles(t, e.repo.Dir)
+	_, err = e.repo.Backup(context.Background(), Incremental, e.source(), Options{FullIfStale: true})
+	wantErr(t, err, ErrEraBackwards, "below era "+strconv.FormatUint(uint64(last.Era), 10))
+	refused(t, e, e.d, before, files)
 }

@@ -47,6 +47,10 @@ type Options struct {
 	ChunkBytes int
 	// Progress reports the bytes read; nil: none.
 	Progress Progress
+	// FullIfStale makes an incremental whose previous change ID the
+	// metadata no longer knows take a full backup instead of failing with
+	// ErrFullBackupNeeded.
+	FullIfStale bool
 	// NoSync skips syncing chunk files before they are renamed and
 	// listed: for throwaway repositories (the demo, tests) only. The
 	// manifest is synced regardless.
@@ -137,8 +141,14 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		if st.Held {
 			return nil, fmt.Errorf("the device already holds a metadata snapshot (another backup running, or one that crashed): %w", era.ErrSnapshotExists)
 		}
-		if kind == Incremental && st.CurrentEra < prev.Era {
-			return nil, eraBackwards(st.CurrentEra, prev)
+		if kind == Incremental {
+			if _, stale := sinceChange(prev, d.ChangeID()); stale != nil {
+				if kind, err = fullIfStale(kind, stale, opt); err != nil {
+					return nil, err
+				}
+			} else if st.CurrentEra < prev.Era {
+				return nil, eraBackwards(st.CurrentEra, prev)
+			}
 		}
 		if _, err := d.TakeSnapshot(); err != nil {
 			return nil, fmt.Errorf("take metadata snapshot: %w", err)
@@ -173,22 +183,29 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		return nil, fmt.Errorf("metadata tracks %d blocks, the %d-byte image has %d blocks of %d bytes: %w",
 			view.NrBlocks(), src.Size, nrBlocks, blockBytes, ErrImageMismatch)
 	}
-	if kind == Incremental && snapEra <= prev.Era {
-		return nil, eraBackwards(snapEra, prev)
-	}
-
 	var ranges []Range
-	switch kind {
-	case Full:
-		ranges = []Range{{0, nrBlocks}}
-	case Incremental:
-		changed, err := view.WrittenSinceContext(ctx, prev.Era)
-		if err != nil {
+	if kind == Incremental {
+		var changed []era.Range
+		id, stale := sinceChange(prev, view.ChangeID())
+		switch {
+		case stale != nil:
+			err = stale
+		case snapEra <= prev.Era:
+			return nil, eraBackwards(snapEra, prev)
+		case id != nil:
+			changed, err = view.WrittenSinceChange(ctx, *id)
+		default: // a backup of an older version of this tool
+			changed, err = view.WrittenSinceContext(ctx, prev.Era)
+		}
+		if kind, err = fullIfStale(kind, err, opt); err != nil {
 			return nil, fmt.Errorf("blocks written since era %d: %w", prev.Era, err)
 		}
 		for _, c := range changed {
 			ranges = append(ranges, Range{c.Begin, c.End})
 		}
+	}
+	if kind == Full {
+		ranges = []Range{{0, nrBlocks}}
 	}
 
 	b := Backup{
@@ -196,6 +213,7 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		Kind:       kind,
 		Mode:       mode,
 		Era:        snapEra,
+		ChangeID:   view.ChangeID().String(),
 		BlockBytes: blockBytes,
 		ImageSize:  src.Size,
 		Created:    time.Now().UTC().Truncate(time.Second),
@@ -205,6 +223,39 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		b.SinceEra = prev.Era
 	}
 	return r.store(ctx, m, res, b, src.Origin, ranges, opt)
+}
+
+// sinceChange returns the change ID the previous backup recorded (nil for
+// a backup recorded without one), or an error wrapping
+// ErrFullBackupNeeded when it belongs to other metadata than cur's.
+func sinceChange(prev *Backup, cur era.ChangeID) (*era.ChangeID, error) {
+	if prev.ChangeID == "" {
+		return nil, nil
+	}
+	id, err := era.ParseChangeID(prev.ChangeID)
+	if err != nil {
+		return nil, fmt.Errorf("backup %d: %w: %w", prev.ID, err, ErrManifest)
+	}
+	if id.UUID != cur.UUID {
+		return nil, fmt.Errorf("backup %d was taken from metadata %v, this is %v (reformatted, restored or another device): %w: %w",
+			prev.ID, id, cur, era.ErrStaleChangeID, ErrFullBackupNeeded)
+	}
+	return &id, nil
+}
+
+// fullIfStale turns a stale change ID into a full backup when opt asks for
+// one, or into ErrFullBackupNeeded.
+func fullIfStale(kind Kind, err error, opt Options) (Kind, error) {
+	if !errors.Is(err, era.ErrStaleChangeID) {
+		return kind, err
+	}
+	if opt.FullIfStale {
+		return Full, nil
+	}
+	if !errors.Is(err, ErrFullBackupNeeded) {
+		err = fmt.Errorf("%w: %w", err, ErrFullBackupNeeded)
+	}
+	return kind, fmt.Errorf("%w (backup incr --full-if-stale takes one)", err)
 }
 
 // store copies the ranges of origin into backup b's chunk files, then

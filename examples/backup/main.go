@@ -156,6 +156,10 @@ func cmdBackup(ctx context.Context, kind Kind, args []string, stdout, stderr io.
 	chunkMiB := fs.Int("chunk-mib", DefaultChunkBytes>>20, "most `MiB` per chunk file")
 	nbdURI := fs.String("nbd", "", "back up a running era serve export at this NBD `URI` (with --control) instead of --meta and --image")
 	control := fs.String("control", "", "era serve's control socket `path` (with --nbd)")
+	fullIfStale := false
+	if kind == Incremental {
+		fs.BoolVar(&fullIfStale, "full-if-stale", false, "take a full backup when the metadata no longer knows the last backup's change ID (reformatted, restored or another device) instead of failing")
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -191,7 +195,7 @@ func cmdBackup(ctx context.Context, kind Kind, args []string, stdout, stderr io.
 			return err
 		}
 	}
-	res, err := repo.Backup(ctx, kind, src, Options{ChunkBytes: *chunkMiB << 20, Progress: NewProgress(os.Stdout)})
+	res, err := repo.Backup(ctx, kind, src, Options{ChunkBytes: *chunkMiB << 20, Progress: NewProgress(os.Stdout), FullIfStale: fullIfStale})
 	if derr := done(); err == nil && derr != nil {
 		err = derr
 	}

@@ -122,6 +122,16 @@ func (r *Repo) backupNBD(ctx context.Context, kind Kind, src *NBDSource, opt Opt
 		return nil, eraBackwards(snapEra, prev)
 	}
 
+	cur, err := era.ParseChangeID(taken.ChangeID)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", src.Control, err)
+	}
+	if kind == Incremental {
+		_, err := sinceChange(prev, cur)
+		if kind, err = fullIfStale(kind, err, opt); err != nil {
+			return nil, err
+		}
+	}
 	var contexts []string
 	if kind == Incremental {
 		contexts = []string{fmt.Sprintf("x-era:written-since:%d", prev.Era)}
@@ -149,6 +159,7 @@ func (r *Repo) backupNBD(ctx context.Context, kind Kind, src *NBDSource, opt Opt
 		Kind:       kind,
 		Mode:       "nbd",
 		Era:        snapEra,
+		ChangeID:   cur.String(),
 		BlockBytes: blockBytes,
 		ImageSize:  size,
 		Created:    time.Now().UTC().Truncate(time.Second),

@@ -54,6 +54,10 @@ var (
 	// ErrChunkCorrupt reports a chunk file whose size or SHA-256 differs
 	// from the manifest's.
 	ErrChunkCorrupt = errors.New("chunk file corrupt")
+	// ErrFullBackupNeeded reports metadata that cannot answer what changed
+	// since the last backup's change ID (it wraps era.ErrStaleChangeID):
+	// only a full backup is safe (backup incr --full-if-stale takes one).
+	ErrFullBackupNeeded = errors.New("full backup needed")
 	// ErrExists reports an output file that exists (restore does not
 	// overwrite one unless told to).
 	ErrExists = errors.New("output exists")
@@ -124,6 +128,11 @@ type Backup struct {
 	// next incremental starts from it.
 	SinceEra uint32 `json:"since_era"`
 	Era      uint32 `json:"era"`
+	// ChangeID is the change ID of Era (era.ChangeID's text form): the
+	// metadata's identity with the era. The next incremental asks what
+	// changed since it, and a change ID the metadata no longer knows
+	// (reformatted, another device) means a full backup is needed.
+	ChangeID string `json:"change_id,omitempty"`
 	// BlockBytes and ImageSize describe the image backed up.
 	BlockBytes uint64    `json:"block_bytes"`
 	ImageSize  int64     `json:"image_size"`
