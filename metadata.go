@@ -342,9 +342,9 @@ func (md *metadata) markRange(lo, hi uint64) error {
 	return nil
 }
 
-// takeSnapshot clones the committed superblock and takes a reference on its
-// two trees (format.md §7.9). The caller rolls over and commits first, and
-// commits after.
+// takeSnapshot clones the in-core superblock and takes a reference on its
+// two trees (format.md §7.9). The caller rolls over first and commits
+// after, in one commit (the kernel commits between the two).
 func (md *metadata) takeSnapshot() error {
 	if md.sb.MetadataSnap != 0 {
 		return ErrSnapshotExists

@@ -9,8 +9,8 @@ import (
 	"github.com/era-go/era/block"
 )
 
-// m.bin block 6 (format.md §5.1): the era array of the brief's example, 16
-// values [2, 3, 0, ...]; every byte after those shown is zero.
+// An era-array block of 16 values [2, 3, 0, ...] as era_restore 0.9.0
+// writes it (format.md §5.1); every byte after those shown is zero.
 const mBinBlock6 = `
 00006000: e784 6546 fa03 0000 1000 0000 0400 0000
 00006010: 0600 0000 0000 0000 0200 0000 0300 0000

@@ -51,8 +51,9 @@ func TestEncodeGolden(t *testing.T) {
 	}
 }
 
-// TestDecodeStale decodes the internal node of big.bin block 7 (format.md
-// §4.4), whose slots after nr_entries hold stale bytes that must be ignored.
+// TestDecodeStale decodes the internal node at the era-array root of a
+// 1,000,000-block era_restore image (format.md §4.4), whose slots after
+// nr_entries hold stale bytes that must be ignored.
 func TestDecodeStale(t *testing.T) {
 	data := make([]byte, block.Size)
 	le := binary.LittleEndian
