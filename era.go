@@ -1,17 +1,3 @@
-// Package era tracks which blocks of a disk image or device were written in
-// which era, in user space, as the Linux device-mapper era target does in
-// the kernel, with metadata byte-compatible with the kernel's.
-//
-// A Device wraps an origin (any io.ReaderAt + io.WriterAt) and a metadata
-// store. Every write passes through to the origin, and the device records
-// which origin blocks it touched in the current era, a 32-bit counter that
-// Checkpoint moves on. WrittenSince answers "which blocks changed since era
-// N?", which is what an incremental backup copies.
-//
-// A write to a block not yet marked in the current era reaches the origin
-// only after the mark is committed to the metadata (written, synced,
-// superblock last). No crash can hide a change. A write to a block already
-// marked costs one bit test.
 package era
 
 import (

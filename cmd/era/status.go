@@ -16,7 +16,7 @@ import (
 
 var statusCommand = &command{
 	name:     "status",
-	synopsis: "status META | status --control PATH",
+	synopsis: "status (META | --control PATH)",
 	summary:  "show the era, sizes, snapshot and the dm status line",
 	help: `Shows, for the era metadata on the device or file META: the current era,
 the data block size, the number of data blocks tracked, the metadata blocks
