@@ -131,6 +131,12 @@ func TestDumpGolden(t *testing.T) {
 				}
 				want := readGolden(t, filepath.Base(inv))
 				rs, err := v.Invalidate(uint32(n), false)
+				if uint32(n) > v.CurrentEra() { // 0.9.0 prints nothing; we refuse
+					if !errors.Is(err, ErrOutOfRange) {
+						t.Fatalf("Invalidate(%d) past era %d: %v, want ErrOutOfRange", n, v.CurrentEra(), err)
+					}
+					continue
+				}
 				if err != nil {
 					t.Fatalf("Invalidate(%d): %v", n, err)
 				}
@@ -223,7 +229,7 @@ func TestDumpKernelTruth(t *testing.T) {
 				}
 			}
 			// Invalidate with the current writeset is the truth.
-			for n := range m.CurrentEra + 2 {
+			for n := range m.CurrentEra + 1 {
 				rs, err := v.Invalidate(n, true)
 				if err != nil {
 					t.Fatal(err)

@@ -55,7 +55,7 @@ func TestReadMixedAndOverrides(t *testing.T) {
 		}
 	}
 	want := &Metadata{
-		BlockSize: 8, NrBlocks: 4, CurrentEra: 9,
+		UUID: "ignored", BlockSize: 8, NrBlocks: 4, CurrentEra: 9, // Read keeps it; Restore checks it
 		Writesets: []Writeset{{Era: 2, NrBits: 3, Bits: []uint64{0}}, ws},
 		EraArray:  []uint32{0, 0, 6, 0},
 	}
