@@ -116,7 +116,7 @@ func Setup(ctx context.Context, cfg Config) (*Machine, error) {
 		wantPkgs = append(wantPkgs, x.Package)
 		programs = append(programs, x.Programs...)
 	}
-	var debs []string
+	var pkgs []string
 	seen := map[string]bool{}
 	for _, p := range wantPkgs {
 		closure, err := c.dependencies(p)
@@ -124,16 +124,15 @@ func Setup(ctx context.Context, cfg Config) (*Machine, error) {
 			return nil, err
 		}
 		for _, q := range closure {
-			if seen[q] {
-				continue
+			if !seen[q] {
+				seen[q] = true
+				pkgs = append(pkgs, q)
 			}
-			seen[q] = true
-			deb, err := c.deb(q)
-			if err != nil {
-				return nil, err
-			}
-			debs = append(debs, deb)
 		}
+	}
+	debs, err := c.debs(pkgs)
+	if err != nil {
+		return nil, err
 	}
 	sort.Strings(debs)
 	sysroot := filepath.Join(dir, "sysroot")
@@ -157,9 +156,15 @@ func Setup(ctx context.Context, cfg Config) (*Machine, error) {
 		}
 		logf("kvm: built %s in %v", filepath.Base(image), time.Since(start).Round(time.Millisecond))
 	}
+	kernel := filepath.Join(kroot, "boot", "vmlinuz-"+kver)
+	if elfKernel, err := uncompressedKernel(kernel, filepath.Join(kroot, "vmlinux-pvh")); err != nil {
+		logf("kvm: booting the compressed kernel (slower under TCG): %v", err)
+	} else {
+		kernel = elfKernel
+	}
 	return &Machine{
 		Kernel:    kver,
-		vmlinuz:   filepath.Join(kroot, "boot", "vmlinuz-"+kver),
+		vmlinuz:   kernel,
 		initramfs: image,
 		log:       logf,
 	}, nil
@@ -226,20 +231,41 @@ func (c *cache) debPath(pkg string) string {
 // deb returns the cached .deb of a package, downloading it first if
 // needed.
 func (c *cache) deb(pkg string) (string, error) {
-	if p := c.debPath(pkg); p != "" {
-		return p, nil
+	debs, err := c.debs([]string{pkg})
+	if err != nil {
+		return "", err
 	}
+	return debs[0], nil
+}
+
+// debs returns the cached .deb files of packages, downloading the missing
+// ones with one apt-get download.
+func (c *cache) debs(pkgs []string) ([]string, error) {
 	for {
+		var missing []string
+		for _, p := range pkgs {
+			if c.debPath(p) == "" {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
 		start := time.Now()
-		_, err := c.run(filepath.Join(c.dir, "debs"), "apt-get", "download", "-qq", pkg)
-		if p := c.debPath(pkg); err == nil && p != "" {
-			c.log("kvm: apt-get download %s (%v)", filepath.Base(p), time.Since(start).Round(time.Millisecond))
-			return p, nil
+		_, err := c.run(filepath.Join(c.dir, "debs"), "apt-get", append([]string{"download", "-qq"}, missing...)...)
+		if err == nil {
+			c.log("kvm: apt-get download %s (%v)", strings.Join(missing, " "), time.Since(start).Round(time.Millisecond))
+			continue
 		}
 		if !c.update() {
-			return "", fmt.Errorf("%w: apt-get download %s: %v", ErrUnavailable, pkg, err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
+	out := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = c.debPath(p)
+	}
+	return out, nil
 }
 
 // kernelPackage returns KernelPackage, or when the archive no longer
