@@ -1,28 +1,24 @@
-# kernel-snap: the kernel writes metadata across eras and takes a metadata
-# snapshot that is never dropped, then the device is removed cleanly
-# (suspend archives the current writeset, commits).  Sourced by the harness
-# /init (busybox ash) under `set -e`; helpers come from guest-lib.sh.
+# kernel-snap: the kernel writes across eras and takes a metadata snapshot
+# it never drops, then the target is removed cleanly. This made
+# testdata/golden/kernel-snap.bin: BS=8 over an origin of 3000 blocks, so
+# the era array has 3 array blocks (1018 values each). After the snapshot
+# only blocks below 1018 are written, so era-array blocks 1 and 2 stay
+# shared by the live tree and the snapshot (reference count 2).
 #
-# Intended origin: 3000 blocks (BS=8 -> 12 288 000 bytes), so that the era
-# array has 3 array blocks (1018 values each).  After the snapshot only
-# blocks in the first array block (< 1018) are written, so the era-array
-# blocks 1 and 2 stay shared between the live tree and the snapshot
-# (reference count 2 in the space map).
-#
-# Vars: BS (block size in sectors, default 8).
+# The metadata device is /dev/vda, the origin /dev/vdb; BS is the block
+# size in sectors (default 8).
 BS="${BS:-8}"
 D=/dev/mapper/era0
-kera_create era0 /dev/vda /dev/vdb "$BS"
-kera_status era0                                    # era 1
-for b in 0 1 2 1500; do kera_write_block "$D" "$b" "$BS"; done
-kera_msg era0 checkpoint                            # era 2
-for b in 2 3 2500; do kera_write_block "$D" "$b" "$BS"; done
-kera_status era0                                    # commits (digest of era 1)
-kera_msg era0 take_metadata_snap                    # archives era 2, era 3, clone sb
-kera_status era0
-for b in 4 1000; do kera_write_block "$D" "$b" "$BS"; done
-kera_msg era0 checkpoint                            # era 4
-kera_write_block "$D" 5 "$BS"
-kera_status era0
-echo "KERA-TABLE: $(dmsetup table era0)"
-kera_remove era0                                    # no drop_metadata_snap
+era_create era0 /dev/vda /dev/vdb "$BS"
+era_status era0                                    # era 1
+for b in 0 1 2 1500; do write_block "$D" "$b" "$BS" "blk$b"; done
+era_message era0 checkpoint                        # era 2
+for b in 2 3 2500; do write_block "$D" "$b" "$BS" "blk$b"; done
+era_status era0                                    # a commit, and era 1 digested
+era_message era0 take_metadata_snap                # archives era 2; era 3
+era_status era0
+for b in 4 1000; do write_block "$D" "$b" "$BS" "blk$b"; done
+era_message era0 checkpoint                        # era 4
+write_block "$D" 5 "$BS" blk5
+era_status era0
+era_remove era0                                    # no drop_metadata_snap
