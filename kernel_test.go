@@ -223,8 +223,8 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 }
 
 // kernelCheckMetadata runs era_check and Check on a metadata image the
-// kernel left, and compares WrittenSince of a view, for every era up to
-// the current one, with want.
+// kernel left and, when want is not nil, compares WrittenSince of a view,
+// for every era up to the current one, with want.
 func kernelCheckMetadata(t *testing.T, metaPath string, want func(uint32) []Range, current uint32) {
 	t.Helper()
 	if out, stderr, err := tooltest.Try(t, "era_check", metaPath); err != nil {
@@ -237,6 +237,9 @@ func kernelCheckMetadata(t *testing.T, metaPath string, want func(uint32) []Rang
 	defer f.Close()
 	if err := Check(f); err != nil {
 		t.Fatalf("Check after the kernel: %v", err)
+	}
+	if want == nil {
+		return
 	}
 	v, err := OpenView(f)
 	if err != nil {
