@@ -164,6 +164,10 @@ exit 7
 		t.Fatalf("the guest's write: %q", got[:32])
 	}
 
+	// Boot's files go under TMPDIR, so this boot's qemu can be told
+	// from others by its command line.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	start := time.Now()
 	res, err = m.Boot(context.Background(), Options{Scenario: "while :; do sleep 1; done", Timeout: 3 * time.Second})
 	if !errors.Is(err, ErrTimeout) {
@@ -172,7 +176,7 @@ exit 7
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("timeout of 3s took %v", d)
 	}
-	if exec.Command("pgrep", "-f", "era-kvm-.*initrd").Run() == nil {
+	if exec.Command("pgrep", "-f", "qemu-system.*"+tmp).Run() == nil {
 		t.Fatalf("a qemu of this test is still running")
 	}
 }
