@@ -191,6 +191,9 @@ func driveSpec(d Disk) (string, error) {
 	case d.Path != "" && d.NBD != "":
 		return "", fmt.Errorf("both a path and an NBD URI: %w", ErrBadOptions)
 	case d.Path != "":
+		if _, err := os.Stat(d.Path); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrBadOptions, err)
+		}
 		spec = "file=" + esc(d.Path) + ",format=raw,cache=writeback"
 	case d.NBD != "":
 		if !strings.HasPrefix(d.NBD, "nbd:") && !strings.HasPrefix(d.NBD, "nbd+unix:") {

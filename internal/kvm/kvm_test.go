@@ -98,12 +98,17 @@ func TestArchiveRoundTrip(t *testing.T) {
 }
 
 func TestDriveSpec(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "a,b.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		d    Disk
 		want string
 		err  bool
 	}{
-		{Disk{Path: "/tmp/a,b.img"}, "file=/tmp/a,,b.img,format=raw,cache=writeback,if=virtio", false},
+		{Disk{Path: img}, "file=" + strings.ReplaceAll(img, ",", ",,") + ",format=raw,cache=writeback,if=virtio", false},
+		{Disk{Path: "/nonexistent/x.img"}, "", true},
 		{Disk{NBD: "nbd+unix:///e?socket=/run/s", ReadOnly: true}, "file=nbd+unix:///e?socket=/run/s,format=raw,cache=writeback,if=virtio,readonly=on", false},
 		{Disk{NBD: "http://x"}, "", true},
 		{Disk{}, "", true},
@@ -169,9 +174,12 @@ exit 7
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	start := time.Now()
-	res, err = m.Boot(context.Background(), Options{Scenario: "while :; do sleep 1; done", Timeout: 3 * time.Second})
+	res, err = m.Boot(context.Background(), Options{Scenario: "echo @@LOOPING; while :; do sleep 1; done", Timeout: 3 * time.Second})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("endless scenario: %v, want ErrTimeout", err)
+	}
+	if res == nil || strings.Contains(res.Output, "@@END") {
+		t.Fatalf("endless scenario: result %+v", res)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("timeout of 3s took %v", d)
