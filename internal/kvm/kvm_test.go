@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,5 +187,57 @@ exit 7
 	}
 	if exec.Command("pgrep", "-f", "qemu-system.*"+tmp).Run() == nil {
 		t.Fatalf("a qemu of this test is still running")
+	}
+}
+
+// TestKernelFallback asks for a kernel package the archive does not have:
+// Setup's resolver must fall back to the kernel linux-image-amd64 depends
+// on, log it, and remember the choice. The kernel .deb is linked in from
+// the default cache, so nothing large is downloaded.
+func TestKernelFallback(t *testing.T) {
+	if _, err := exec.LookPath("apt-cache"); err != nil {
+		t.Skip("apt-cache not found: not a Debian host")
+	}
+	out, err := exec.Command("apt-cache", "depends", KernelMetaPackage).Output()
+	if err != nil {
+		t.Skipf("apt-cache depends %s: %v", KernelMetaPackage, err)
+	}
+	var want string
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "linux-image-") && f != KernelMetaPackage {
+			want = f
+			break
+		}
+	}
+	src, _ := filepath.Glob(filepath.Join(DefaultCacheDir(), "debs", want+"_*.deb"))
+	if want == "" || len(src) == 0 {
+		t.Skipf("no cached .deb of %q (run the kernel tests once first)", want)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "debs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(src[0], filepath.Join(dir, "debs", filepath.Base(src[0]))); err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	c := &cache{dir: dir, ctx: context.Background(), updated: true,
+		log: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
+	const gone = "linux-image-6.1.0-0-amd64"
+	for range 2 {
+		logged = nil
+		got, err := c.kernelPackage(gone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("fell back to %q, want %q", got, want)
+		}
+		if !strings.Contains(strings.Join(logged, "\n"), "pinned "+gone+" is not served") {
+			t.Fatalf("the fallback was not logged: %q", logged)
+		}
+	}
+	if !strings.Contains(logged[0], "as recorded") {
+		t.Fatalf("second resolution did not use the recorded choice: %q", logged)
 	}
 }

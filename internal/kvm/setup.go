@@ -100,7 +100,7 @@ func Setup(ctx context.Context, cfg Config) (*Machine, error) {
 	defer unlock()
 	c := &cache{dir: dir, ctx: ctx, log: logf}
 
-	kpkg, err := c.kernelPackage()
+	kpkg, err := c.kernelPackage(KernelPackage)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ type cache struct {
 	dir     string
 	ctx     context.Context
 	log     func(string, ...any)
-	updated bool // apt-get update ran in this Setup
+	updated bool // apt-get update ran in this Setup, or must not run
 }
 
 // run runs a command and returns its standard output; the error carries
@@ -268,14 +268,26 @@ func (c *cache) debs(pkgs []string) ([]string, error) {
 	return out, nil
 }
 
-// kernelPackage returns KernelPackage, or when the archive no longer
-// serves it, the kernel KernelMetaPackage depends on.
-func (c *cache) kernelPackage() (string, error) {
-	if _, err := c.deb(KernelPackage); err == nil {
-		return KernelPackage, nil
-	} else {
-		c.log("kvm: %v", err)
+// kernelPackage returns the pinned kernel package, or when the archive
+// no longer serves it, the kernel KernelMetaPackage depends on. The
+// substitution is logged and remembered in the cache, so that later
+// Setups use the same kernel without asking apt again.
+func (c *cache) kernelPackage(pinned string) (string, error) {
+	if c.debPath(pinned) != "" {
+		return pinned, nil
 	}
+	record := filepath.Join(c.dir, "debs", pinned+".fallback")
+	if b, err := os.ReadFile(record); err == nil {
+		if alt := strings.TrimSpace(string(b)); c.debPath(alt) != "" {
+			c.log("kvm: pinned %s is not served; using %s as recorded in %s", pinned, alt, record)
+			return alt, nil
+		}
+	}
+	_, err := c.deb(pinned)
+	if err == nil {
+		return pinned, nil
+	}
+	c.log("kvm: %v", err)
 	out, err := c.run("", "apt-cache", "depends", KernelMetaPackage)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -283,9 +295,12 @@ func (c *cache) kernelPackage() (string, error) {
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
-			c.log("kvm: pinned %s is gone; falling back to %s, which %s depends on", KernelPackage, f[1], KernelMetaPackage)
+			c.log("kvm: pinned %s is not served; falling back to %s, which %s depends on", pinned, f[1], KernelMetaPackage)
 			if _, err := c.deb(f[1]); err != nil {
 				return "", err
+			}
+			if err := os.WriteFile(record, []byte(f[1]+"\n"), 0o644); err != nil {
+				return "", fmt.Errorf("kvm cache: %w", err)
 			}
 			return f[1], nil
 		}
