@@ -97,10 +97,11 @@ func statusLines(out, name string) (lines []string, eras []uint32, snaps []strin
 	return lines, eras, snaps
 }
 
-// kernelOpen opens a device for the kernel tests.
-func kernelOpen(t *testing.T, meta, origin *os.File, sectors uint32) *Device {
+// kernelOpen opens a device for the kernel tests; format lets it format
+// a fresh metadata store.
+func kernelOpen(t *testing.T, meta, origin *os.File, sectors uint32, format bool) *Device {
 	t.Helper()
-	d, err := Open(meta, origin, Config{BlockSectors: sectors})
+	d, err := Open(meta, origin, Config{BlockSectors: sectors, Format: format})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -141,16 +142,20 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 			meta: filepath.Join(dir, kind+".meta"), origin: filepath.Join(dir, kind+".origin")}
 		c.metaF = tempFileAt(t, c.meta, metaBytes)
 		c.originF = tempFileAt(t, c.origin, int64(nrBlocks*blockBytes))
-		d := kernelOpen(t, c.metaF, c.originF, uint32(sectors))
+		d := kernelOpen(t, c.metaF, c.originF, uint32(sectors), true)
 		c.dev = d
 		c.model = &model{era: make([]uint32, nrBlocks), current: 1, data: make([]byte, nrBlocks*blockBytes), blockBytes: blockBytes}
 		rng := rand.New(rand.NewPCG(uint64(len(kind)), 3))
 		for i := range 300 {
 			if i%60 == 59 {
-				if err := d.Message("checkpoint"); err != nil {
+				e, err := d.Checkpoint()
+				if err != nil {
 					t.Fatal(err)
 				}
 				c.model.current++
+				if e != c.model.current {
+					t.Fatalf("Checkpoint began era %d, model %d", e, c.model.current)
+				}
 			}
 			b := rng.IntN(590)
 			if kind == "large" {
@@ -169,7 +174,7 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 			}
 		case "crashed": // the device is abandoned without Close
 		case "snapshot":
-			if err := d.Message("take_metadata_snap"); err != nil {
+			if _, err := d.TakeSnapshot(); err != nil {
 				t.Fatal(err)
 			}
 			c.model.current++
