@@ -157,10 +157,14 @@ func Setup(ctx context.Context, cfg Config) (*Machine, error) {
 		logf("kvm: built %s in %v", filepath.Base(image), time.Since(start).Round(time.Millisecond))
 	}
 	kernel := filepath.Join(kroot, "boot", "vmlinuz-"+kver)
+	xzStart := time.Now()
 	if elfKernel, err := uncompressedKernel(kernel, filepath.Join(kroot, "vmlinux-pvh")); err != nil {
 		logf("kvm: booting the compressed kernel (slower under TCG): %v", err)
 	} else {
 		kernel = elfKernel
+		if d := time.Since(xzStart); d > time.Second {
+			logf("kvm: uncompressed the kernel for a PVH boot (%v)", d.Round(time.Millisecond))
+		}
 	}
 	return &Machine{
 		Kernel:    kver,
@@ -316,6 +320,8 @@ func (c *cache) dependencies(pkg string) ([]string, error) {
 	if b, err := os.ReadFile(saved); err == nil {
 		return strings.Fields(string(b)), nil
 	}
+	start := time.Now()
+	defer func() { c.log("kvm: resolved the dependencies of %s (%v)", pkg, time.Since(start).Round(time.Millisecond)) }()
 	var out []byte
 	for {
 		var err error
