@@ -321,7 +321,9 @@ func (c *cache) dependencies(pkg string) ([]string, error) {
 		return strings.Fields(string(b)), nil
 	}
 	start := time.Now()
-	defer func() { c.log("kvm: resolved the dependencies of %s (%v)", pkg, time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		c.log("kvm: resolved the dependencies of %s (%v)", pkg, time.Since(start).Round(time.Millisecond))
+	}()
 	var out []byte
 	for {
 		var err error
