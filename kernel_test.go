@@ -264,37 +264,59 @@ func kernelCheckMetadata(t *testing.T, metaPath string, want func(uint32) []Rang
 	}
 }
 
-// TestKernelGolden runs the scenario that made the committed image
-// testdata/golden/kernel-snap.bin on the same geometry and compares the
-// metadata the kernel writes with it, byte for byte: dm-era's output is
-// deterministic, so any difference means the image (and every reader
-// test built on it) no longer matches what the kernel does.
+// TestKernelGolden reruns the scenarios that made the committed kernel
+// images of testdata/golden (kernel-a1, kernel-snap, and kernel-crash,
+// whose target is still active at power-off) on the same geometry, in one
+// boot, and compares the metadata the kernel writes with them byte for
+// byte. dm-era's output is deterministic, so a difference means the
+// images, and every reader test built on them, no longer match what the
+// kernel does.
 func TestKernelGolden(t *testing.T) {
 	m := kernelMachine(t, kvm.Config{})
-	want, err := os.ReadFile(filepath.Join("testdata", "golden", "kernel-snap.bin"))
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name, fn    string
+		originBytes int64
+	}{
+		{"kernel-a1", "kernel_a1", 1024 * 128 * 512},
+		{"kernel-snap", "kernel_snap", 3000 * 8 * 512},
+		{"kernel-crash", "kernel_crash", 1024 * 8 * 512}, // last: it leaves its target active
 	}
 	dir := t.TempDir()
-	meta, origin := filepath.Join(dir, "meta"), filepath.Join(dir, "origin")
-	tempFileAt(t, meta, int64(len(want)))
-	tempFileAt(t, origin, 3000*4096)
-	res := bootOK(t, m, kvm.Options{Scenario: scenario(t, "kernel-snap.sh"),
-		Disks: []kvm.Disk{{Path: meta}, {Path: origin}}, Env: map[string]string{"BS": "8"}})
-	lines, _, _ := statusLines(res.Output, "era0")
-	t.Logf("kernel status: %q", lines)
-	got, err := os.ReadFile(meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		var diff []string
-		for b := 0; b < len(got)/4096; b++ {
-			if !bytes.Equal(got[b*4096:(b+1)*4096], want[b*4096:(b+1)*4096]) {
-				diff = append(diff, fmt.Sprint(b))
-			}
+	var script strings.Builder
+	var disks []kvm.Disk
+	want := make([][]byte, len(cases))
+	for i, c := range cases {
+		b, err := os.ReadFile(filepath.Join("testdata", "golden", c.name+".bin"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("the kernel's metadata differs from kernel-snap.bin in blocks %s", strings.Join(diff, " "))
+		want[i] = b
+		meta, origin := filepath.Join(dir, c.name+".meta"), filepath.Join(dir, c.name+".origin")
+		tempFileAt(t, meta, int64(len(b)))
+		tempFileAt(t, origin, c.originBytes)
+		disks = append(disks, kvm.Disk{Path: meta}, kvm.Disk{Path: origin})
+		script.WriteString(scenario(t, c.name+".sh"))
+		fmt.Fprintf(&script, "%s %s %s %s\n", c.fn, strings.ReplaceAll(c.fn, "kernel_", "g"), guestDisk(2*i), guestDisk(2*i+1))
+	}
+	res := bootOK(t, m, kvm.Options{Scenario: script.String(), Disks: disks})
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			lines, _, _ := statusLines(res.Output, strings.ReplaceAll(c.fn, "kernel_", "g"))
+			t.Logf("kernel status: %q", lines)
+			got, err := os.ReadFile(disks[2*i].Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want[i]) {
+				var diff []string
+				for b := 0; b < len(got)/4096; b++ {
+					if !bytes.Equal(got[b*4096:(b+1)*4096], want[i][b*4096:(b+1)*4096]) {
+						diff = append(diff, fmt.Sprint(b))
+					}
+				}
+				t.Fatalf("the kernel's metadata differs from %s.bin in blocks %s", c.name, strings.Join(diff, " "))
+			}
+		})
 	}
 }
 
