@@ -270,7 +270,9 @@ func kernelCheckMetadata(t *testing.T, metaPath string, want func(uint32) []Rang
 // boot, and compares the metadata the kernel writes with them byte for
 // byte. dm-era's output is deterministic, so a difference means the
 // images, and every reader test built on them, no longer match what the
-// kernel does.
+// kernel does. With ERA_UPDATE_GOLDEN=1 it writes the kernel's images
+// over the committed ones instead (testdata/golden/gen.sh --no-kernel
+// then rebuilds the files derived from them).
 func TestKernelGolden(t *testing.T) {
 	m := kernelMachine(t, kvm.Config{})
 	cases := []struct {
@@ -306,6 +308,14 @@ func TestKernelGolden(t *testing.T) {
 			got, err := os.ReadFile(disks[2*i].Path)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if os.Getenv("ERA_UPDATE_GOLDEN") == "1" {
+				path := filepath.Join("testdata", "golden", c.name+".bin")
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("wrote %s", path)
+				return
 			}
 			if !bytes.Equal(got, want[i]) {
 				var diff []string
