@@ -128,9 +128,9 @@ func TestDriveSpec(t *testing.T) {
 	}
 }
 
-// TestBoot boots a guest that reads one disk, writes another and exits
+// TestKernelBoot boots a guest that reads one disk, writes another and exits
 // with a status of its choosing, and one that never ends.
-func TestBoot(t *testing.T) {
+func TestKernelBoot(t *testing.T) {
 	m := machine(t, Config{})
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.img"), filepath.Join(dir, "out.img")
