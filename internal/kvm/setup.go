@@ -52,7 +52,6 @@ type Machine struct {
 	Kernel    string
 	vmlinuz   string
 	initramfs string
-	log       func(string, ...any)
 }
 
 // DefaultCacheDir returns $ERA_KVM_CACHE when set, otherwise era-kvm in
@@ -170,7 +169,6 @@ func Setup(ctx context.Context, cfg Config) (*Machine, error) {
 		Kernel:    kver,
 		vmlinuz:   kernel,
 		initramfs: image,
-		log:       logf,
 	}, nil
 }
 
