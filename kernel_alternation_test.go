@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/era-go/era/internal/kvm"
+	"github.com/era-go/era/internal/tooltest"
 )
 
 // altModel is what one device of the alternation test must report: the
@@ -202,8 +203,8 @@ type altTrack struct {
 // snapshots, and removes it, except one device per boot that is left
 // active at power-off, as in a crash. The origin is resized before most turns, by
 // growing and by shrinking, on both sides. After every turn the model is
-// checked: the library's answers before Close, and after the kernel,
-// era_check, Check, a View, and the origin's bytes.
+// checked: the library's answers before Close and era_check after it,
+// and after the kernel, era_check, Check, a View, and the origin's bytes.
 // ERA_KERNEL_SEED reruns a given seed.
 func TestKernelAlternation(t *testing.T) {
 	m := kernelMachine(t, kvm.Config{})
@@ -361,6 +362,9 @@ func libraryTurn(t *testing.T, rng *rand.Rand, round int, tr *altTrack) {
 	m.check(t, who, d)
 	if err := d.Close(); err != nil {
 		t.Fatalf("%s: Close: %v", who, err)
+	}
+	if out, stderr, err := tooltest.Try(t, "era_check", tr.meta); err != nil {
+		t.Fatalf("%s: era_check after Close: %v\n%s%s", who, err, out, stderr)
 	}
 	m.checkOrigin(t, who, tr.origin)
 	t.Logf("%s%s: %d writes, %s", who, resized, count["write"], strings.Join(ops, " "))
