@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
-# Runs every check and test of the project on a fresh machine:
-# installs thin-provisioning-tools (era_check, era_dump, era_invalidate,
-# era_restore) when missing, then gofmt, go vet and go test -race.
+# Runs every check and test of the project on a fresh machine: installs
+# the programs the tests use when missing (the era_* tools of
+# thin-provisioning-tools, qemu with the tools the kernel tests need, and
+# the NBD clients), then gofmt, go vet and go test -race. The kernel tests
+# boot Linux's dm-era under qemu (internal/kvm fetches the kernel on first
+# use); ERA_KERNEL_TESTS=0 skips them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
 
-if ! command -v era_check >/dev/null 2>&1 && [ ! -x /usr/sbin/era_check ]; then
-	echo "== installing thin-provisioning-tools"
+# --- era tools and the kernel tests' host programs (program:package) ---
+needs=(
+	era_check:thin-provisioning-tools
+	qemu-system-x86_64:qemu-system-x86
+	qemu-nbd:qemu-utils
+	fsck.ext4:e2fsprogs
+	debugfs:e2fsprogs
+	xz:xz-utils
+)
+missing=()
+for pair in "${needs[@]}"; do
+	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+	echo "== installing $pkgs"
 	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 	$SUDO apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq thin-provisioning-tools >/dev/null
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 fi
-export PATH="$PATH:/usr/sbin:/sbin"
+# --- end of era tools and kernel tests ---
 
 # --- NBD clients (era serve tests: nbdinfo, nbdcopy, qemu-img, qemu-io,
 # Python libnbd, fio) ---
@@ -27,13 +46,6 @@ if [ ${#nbd_pkgs[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${nbd_pkgs[@]}" >/dev/null
 fi
 # --- end of NBD clients ---
-
-# The kernel interop test boots Linux's dm-era under qemu when the harness
-# of ../shared is there (it installs qemu and fetches the kernel packages).
-if [ -x ../shared/tools/kernel-era/run.sh ] && [ -z "${ERA_KERNEL_TESTS+x}" ]; then
-	export ERA_KERNEL_TESTS=1
-	../shared/tools/kernel-era/setup.sh >/dev/null
-fi
 
 echo "== gofmt"
 unformatted=$(gofmt -l . | grep -v '^vendor/' || true)

@@ -1,28 +1,24 @@
-# kernel-snap: the kernel writes metadata across eras and takes a metadata
-# snapshot that is never dropped, then the device is removed cleanly
-# (suspend archives the current writeset, commits).  Sourced by the harness
-# /init (busybox ash) under `set -e`; helpers come from guest-lib.sh.
+# kernel_snap NAME METADATA_DEV ORIGIN_DEV
 #
-# Intended origin: 3000 blocks (BS=8 -> 12 288 000 bytes), so that the era
-# array has 3 array blocks (1018 values each).  After the snapshot only
-# blocks in the first array block (< 1018) are written, so the era-array
-# blocks 1 and 2 stay shared between the live tree and the snapshot
-# (reference count 2 in the space map).
-#
-# Vars: BS (block size in sectors, default 8).
-BS="${BS:-8}"
-D=/dev/mapper/era0
-kera_create era0 /dev/vda /dev/vdb "$BS"
-kera_status era0                                    # era 1
-for b in 0 1 2 1500; do kera_write_block "$D" "$b" "$BS"; done
-kera_msg era0 checkpoint                            # era 2
-for b in 2 3 2500; do kera_write_block "$D" "$b" "$BS"; done
-kera_status era0                                    # commits (digest of era 1)
-kera_msg era0 take_metadata_snap                    # archives era 2, era 3, clone sb
-kera_status era0
-for b in 4 1000; do kera_write_block "$D" "$b" "$BS"; done
-kera_msg era0 checkpoint                            # era 4
-kera_write_block "$D" 5 "$BS"
-kera_status era0
-echo "KERA-TABLE: $(dmsetup table era0)"
-kera_remove era0                                    # no drop_metadata_snap
+# Made testdata/golden/kernel-snap.bin (262144 bytes of metadata, an
+# origin of 3000 blocks of 8 sectors, so the era array has 3 array blocks
+# of 1018 values). The kernel writes across eras and takes a metadata
+# snapshot it never drops; the target is then removed cleanly. After the
+# snapshot only blocks below 1018 are written, so era-array blocks 1 and
+# 2 stay shared by the live tree and the snapshot (reference count 2).
+# Every status call commits, so they are part of the recipe.
+kernel_snap() {
+	era_create "$1" "$2" "$3" 8
+	era_status "$1"                               # era 1
+	for b in 0 1 2 1500; do write_block "/dev/mapper/$1" "$b" 8 "blk$b"; done
+	era_message "$1" checkpoint                   # era 2
+	for b in 2 3 2500; do write_block "/dev/mapper/$1" "$b" 8 "blk$b"; done
+	era_status "$1"                               # a commit, with era 1 digested
+	era_message "$1" take_metadata_snap           # archives era 2; era 3
+	era_status "$1"
+	for b in 4 1000; do write_block "/dev/mapper/$1" "$b" 8 "blk$b"; done
+	era_message "$1" checkpoint                   # era 4
+	write_block "/dev/mapper/$1" 5 8 blk5
+	era_status "$1"
+	era_remove "$1"                               # no drop_metadata_snap
+}
