@@ -5,16 +5,17 @@
 #
 # Needs: bash, awk, od, gzip, python3 (sminfo.py), thin-provisioning-tools 0.9.0
 # (era_restore, era_dump, era_check, era_invalidate) and, unless --no-kernel,
-# the kernel-era qemu harness (../../../shared/tools/kernel-era, or $KERA_DIR).
+# Go and qemu for the kernel images (TestKernelGolden in the repository root,
+# on the harness of internal/kvm).
 #
 # Everything is deterministic:
 #   * the XML inputs are written by the awk generators below (fixed seeds, a
 #     MINSTD generator computed exactly in double precision, so mawk and gawk
 #     agree), then era_restore builds NAME.bin (era_restore 0.9.0 output is
 #     byte-for-byte reproducible);
-#   * the kernel images come from scenarios run under qemu; the dm-era kernel
-#     writes byte-identical metadata on every run (checked: two runs of every
-#     kernel case gave the same sha256).  With --no-kernel the committed
+#   * the kernel images come from the scenarios of ../kernel-scenarios run
+#     under qemu by TestKernelGolden; the dm-era kernel writes byte-identical
+#     metadata on every run.  With --no-kernel the committed
 #     kernel-*.bin are kept and only the derived files are rebuilt.
 #
 # Files per case NAME:
@@ -30,9 +31,6 @@
 set -euo pipefail
 
 G="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SCEN="$(cd "$G/../kernel-scenarios" && pwd)"
-KERA_DIR="${KERA_DIR:-$(cd "$G/../../.." && pwd)/shared/tools/kernel-era}"
-[ -d "$KERA_DIR" ] || KERA_DIR=/work/shared/tools/kernel-era
 KERNEL=1
 ONLY=()
 while [ $# -gt 0 ]; do
@@ -194,106 +192,28 @@ restore_case wide          288 "0 1 2 7 8 9"
 restore_case overflowbits  32  "0 1 2 3"
 
 # --------------------------------------------------------------- kernel cases
-kernel_case() { # kernel_case NAME SCENARIO META_BYTES ORIGIN_BYTES "INV LIST" VARS...
-  local name="$1" scen="$2" meta="$3" origin="$4" inv="$5"; shift 5
+kernel_case() { # kernel_case NAME "INV LIST": the image comes from TestKernelGolden
+  local name="$1" inv="$2"
   want "$name" || return 0
-  if [ "$KERNEL" = 1 ]; then
-    echo "== $name (kernel: $(basename "$scen") $*; meta $meta B, origin $origin B)"
-    local w; w="$(mktemp -d /tmp/golden-kera.XXXXXX)"
-    truncate -s "$meta" "$w/meta.img"; truncate -s "$origin" "$w/origin.img"
-    if ! KERA_LOG="$w/console.log" KERA_TIMEOUT="${KERA_TIMEOUT:-300}" \
-         "$KERA_DIR/run.sh" "$scen" "$w/meta.img" "$w/origin.img" "$@" > /dev/null 2> "$w/run.err"; then
-      echo "run.sh failed for $name (workdir $w)" >&2; cat "$w/run.err" >&2; exit 1
-    fi
-    cp "$w/meta.img" "$name.bin"
-    grep -a 'KERA' "$w/console.log" | grep -av -e 'uptime before' -e 'uptime after' |
-      sed 's/, uptime [0-9.]*s$//' > "$name.log"
-    rm -rf "$w"
-    { echo "# $name: ground truth of the kernel scenario (written by gen.sh; see README.md)"
-      echo "kernel=$(cat "${KERA_CACHE:-/tmp/kernel-era-cache}/kver")"
-      echo "scenario=$(basename "$scen") $*"
-      echo "meta_bytes=$meta"
-      echo "origin_bytes=$origin"
-      "meta_${name//-/_}"; } > "$name.meta"
-  else
-    echo "== $name (kernel image kept)"
-  fi
+  echo "== $name"
   derive "$name" "$inv"
 }
+if [ "$KERNEL" = 1 ]; then
+  echo "== kernel images: ERA_UPDATE_GOLDEN=1 go test -run TestKernelGolden (boots Linux under qemu)"
+  (cd "$G/../.." && ERA_UPDATE_GOLDEN=1 go test -count=1 -run '^TestKernelGolden$' .)
+fi
 
-# Ground truth per kernel case (appended to NAME.meta).  Syntax: key=value;
-# write.E = the blocks written (to the origin, through dm-era) while the era was E;
-# logical = block:era for every written block, the newest era that wrote it
-# (what a reader that also honours the superblock's current writeset must report);
-# writeset_tree = era:bits of the archived writesets; snapshot_* = the same for
-# the trees of the metadata-snapshot clone.  Checked against the images by
-# decoding them (see README.md).
-meta_kernel_a1() { cat <<'EOF'
-block_size=128
-nr_blocks=1024
-events=create+resume(era 1) write(0 5 17) checkpoint(era 2) write(5 100 1023) checkpoint(era 3) write(200) take_metadata_snap(era 4) write(300) suspend+remove
-end=clean (suspend archives the era-4 writeset and commits; remove)
-write.1=0 5 17
-write.2=5 100 1023
-write.3=200
-write.4=300
-final_era=4
-logical=0:1 5:2 17:1 100:2 200:3 300:4 1023:2
-current_writeset=none (root 0; nr_bits 1024 left over from the archived writeset)
-writeset_tree=4:300
-era_array_nonzero=0:1 5:2 17:1 100:2 200:3 1023:2
-metadata_snap=4
-snapshot_writeset_tree=3:200
-snapshot_era_array_nonzero=0:1 5:2 17:1 100:2 1023:2
-snapshot_logical=0:1 5:2 17:1 100:2 200:3 1023:2
-shared=era-array block 1 (values 1018..1023, metadata block 55) is referenced by both era-array btrees (count 2)
-EOF
-}
-meta_kernel_crash() { cat <<'EOF'
-block_size=8
-nr_blocks=1024
-events=create+resume(era 1) write(1 2 3) checkpoint(era 2) write(3 4 9) power-off
-end=crash (power-off without suspend/remove; the last commit was made for the write of block 9)
-write.1=1 2 3
-write.2=3 4 9
-final_era=2
-logical=1:1 2:1 3:2 4:2 9:2
-logical_ignoring_current_writeset=1:1 2:1 3:1
-current_writeset=era 2, nr_bits 1024, bits 3 4 9 (superblock current_writeset.root = 45)
-writeset_tree=empty (era 1 already digested into the era array)
-era_array_nonzero=1:1 2:1 3:1
-metadata_snap=0
-EOF
-}
-meta_kernel_snap() { cat <<'EOF'
-block_size=8
-nr_blocks=3000
-events=create+resume(era 1) write(0 1 2 1500) checkpoint(era 2) write(2 3 2500) status take_metadata_snap(era 3) status write(4 1000) checkpoint(era 4) write(5) status suspend+remove
-end=clean (suspend archives the era-4 writeset and commits; remove); the snapshot is NOT dropped
-write.1=0 1 2 1500
-write.2=2 3 2500
-write.3=4 1000
-write.4=5
-final_era=4
-logical=0:1 1:1 2:2 3:2 4:3 5:4 1000:3 1500:1 2500:2
-current_writeset=none (root 0; nr_bits 3000 left over from the archived writeset)
-writeset_tree=4:5
-era_array_nonzero=0:1 1:1 2:2 3:2 4:3 1000:3 1500:1 2500:2
-metadata_snap=59
-snapshot_writeset_tree=2:2,3,2500
-snapshot_era_array_nonzero=0:1 1:1 2:1 1500:1
-snapshot_logical=0:1 1:1 2:2 3:2 1500:1 2500:2
-shared=era-array block 1 (values 1018..2035, metadata block 44) is referenced by both era-array btrees (count 2)
-EOF
-}
+# The ground truth of each kernel case (NAME.meta: what its scenario wrote in
+# which era) is committed beside its image; the scenarios in
+# ../kernel-scenarios are its source.
 
-# kernel-a1: shipped scenario A1, BS=128, 1024 origin blocks (64 MiB sparse origin),
+# kernel-a1: scenario kernel-a1.sh, BS=128, 1024 origin blocks (64 MiB sparse origin),
 # 256 KiB metadata (64 blocks).
-kernel_case kernel-a1 "$KERA_DIR/scenarios/a1-kernel-writes.sh" 262144 67108864 "0 1 2 3 4 5" BS=128 LAST=1023
-# kernel-crash: shipped scenario C (power-off without suspend), BS=8, 1024 origin blocks.
-kernel_case kernel-crash "$KERA_DIR/scenarios/c-crash.sh" 262144 4194304 "0 1 2 3" BS=8
-# kernel-snap: our scenario (metadata snapshot kept), BS=8, 3000 origin blocks.
-kernel_case kernel-snap "$SCEN/kernel-snap.sh" 262144 12288000 "0 1 2 3 4 5" BS=8
+kernel_case kernel-a1 "0 1 2 3 4 5"
+# kernel-crash: scenario kernel-crash.sh (power-off without suspend), BS=8, 1024 origin blocks.
+kernel_case kernel-crash "0 1 2 3"
+# kernel-snap: scenario kernel-snap.sh (metadata snapshot kept), BS=8, 3000 origin blocks.
+kernel_case kernel-snap "0 1 2 3 4 5"
 
 if [ ${#ONLY[@]} -eq 0 ]; then
   echo "== total: $(du -cb ./*.bin | tail -n1 | cut -f1) bytes of images, $(du -sb . | cut -f1) bytes in $(basename "$G")/"
