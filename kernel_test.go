@@ -15,8 +15,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/era-go/era/block"
 	"github.com/era-go/era/internal/kvm"
 	"github.com/era-go/era/internal/tooltest"
+	"github.com/era-go/era/spacemap"
 )
 
 // The kernel tests boot Linux 6.1 (a pinned Debian kernel) under qemu
@@ -113,8 +115,10 @@ func kernelOpen(t *testing.T, meta, origin *os.File, sectors uint32, format bool
 // held, and on a device large enough for multi-block writesets and an
 // internal era-array node) and checks the kernel accepts it, extends it,
 // drops our snapshot with our reference counts, and leaves metadata that
-// era_check, Check and our views agree with. The four cases share one
-// boot, each on its own pair of disks.
+// era_check, Check and our views agree with; also on a metadata store that
+// was grown (the space map extended across a bitmap boundary) and on one
+// whose digest backlog was kept at its bound by many checkpoints. The
+// cases share one boot, each on its own pair of disks.
 func TestKernelLoadsOurMetadata(t *testing.T) {
 	m := kernelMachine(t, kvm.Config{})
 	type kcase struct {
@@ -125,6 +129,7 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 		drop           bool
 		dev            *Device
 		metaF, originF *os.File
+		uuid           [16]byte
 	}
 	var cases []*kcase
 	var disks []kvm.Disk
@@ -132,10 +137,18 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 	dir := t.TempDir()
 	// "large" has 131072 blocks, so its writesets span several array
 	// blocks and its era array has an internal btree node.
-	for i, kind := range []string{"closed", "crashed", "snapshot", "large"} {
+	grownBlocks := int64(spacemap.EntriesPerBitmap + 100)
+	for i, kind := range []string{"closed", "crashed", "snapshot", "large", "grown", "bounded"} {
 		sectors, nrBlocks, metaBytes := 128, 1024, int64(4<<20)
-		if kind == "large" {
+		switch kind {
+		case "large":
 			sectors, nrBlocks, metaBytes = 8, 131072, 8<<20
+		case "grown":
+			metaBytes = 200 * block.Size
+		}
+		every := 60 // writes per era
+		if kind == "bounded" {
+			every = 4
 		}
 		blockBytes := sectors * 512
 		c := &kcase{kind: kind, sectors: sectors,
@@ -143,11 +156,11 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 		c.metaF = tempFileAt(t, c.meta, metaBytes)
 		c.originF = tempFileAt(t, c.origin, int64(nrBlocks*blockBytes))
 		d := kernelOpen(t, c.metaF, c.originF, uint32(sectors), true)
-		c.dev = d
+		c.dev, c.uuid = d, d.UUID()
 		c.model = &model{era: make([]uint32, nrBlocks), current: 1, data: make([]byte, nrBlocks*blockBytes), blockBytes: blockBytes}
 		rng := rand.New(rand.NewPCG(uint64(len(kind)), 3))
 		for i := range 300 {
-			if i%60 == 59 {
+			if i%every == every-1 {
 				e, err := d.Checkpoint()
 				if err != nil {
 					t.Fatal(err)
@@ -169,6 +182,36 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 		}
 		switch kind {
 		case "closed", "large":
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case "bounded":
+			if st := d.Stats(); st.Backlog > DefaultMaxBacklog {
+				t.Fatalf("backlog %d above its bound", st.Backlog)
+			}
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case "grown":
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.metaF.Truncate(grownBlocks * block.Size); err != nil {
+				t.Fatal(err)
+			}
+			d = kernelOpen(t, c.metaF, c.originF, uint32(sectors), false)
+			c.model.current++
+			if st := d.Status(); st.TotalMetadataBlocks != uint64(grownBlocks) {
+				t.Fatalf("grown store: the space map manages %d blocks, want %d", st.TotalMetadataBlocks, grownBlocks)
+			}
+			for i := range 50 {
+				p := []byte(fmt.Sprintf("grown%d\n", i))
+				b := 7 * i
+				if _, err := d.WriteAt(p, int64(b*blockBytes)); err != nil {
+					t.Fatal(err)
+				}
+				c.model.write(p, b*blockBytes)
+			}
 			if err := d.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -207,6 +250,9 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 				t.Fatalf("want 2 status lines of %s:\n%s", c.kind, res.Output)
 			}
 			t.Logf("kernel status: %q then %q", lines[0], lines[1])
+			if c.kind == "grown" && !strings.Contains(lines[0], fmt.Sprintf("/%d ", grownBlocks)) {
+				t.Fatalf("the kernel does not use the grown store (%d blocks): %s", grownBlocks, lines[0])
+			}
 			kernelEra := eras[0]
 			if kernelEra != c.model.current+1 {
 				t.Fatalf("kernel started era %d, want %d", kernelEra, c.model.current+1)
@@ -223,6 +269,20 @@ func TestKernelLoadsOurMetadata(t *testing.T) {
 				}
 			}
 			kernelCheckMetadata(t, c.meta, c.model.writtenSince, kernelEra+1)
+			// The kernel zeroes the superblock's uuid but keeps the copy:
+			// the identity, and so every change ID, survives it.
+			v, err := OpenView(c.metaF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.UUID() != c.uuid {
+				t.Fatalf("identity after the kernel: %x, want %x", v.UUID(), c.uuid)
+			}
+			raw := make([]byte, 32)
+			c.metaF.ReadAt(raw, 0)
+			if !bytes.Equal(raw[16:32], make([]byte, 16)) {
+				t.Logf("the kernel kept the uuid field: %x", raw[16:32])
+			}
 		})
 	}
 }
