@@ -454,7 +454,6 @@ type tortStats struct {
 	eraBack     int
 	snapChecked int
 	snapLost    int
-	checkFailed int
 	continued   int // images reopened, written to and closed again
 	noSpace     int // workload operations refused with ErrNoSpace
 	eraCheck    int // images era_check passed

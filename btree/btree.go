@@ -31,7 +31,10 @@ import (
 )
 
 // Stop is returned by an Iterate callback to end the iteration early;
-// Iterate then returns nil.
+// Iterate then returns nil. It is a control value, as fs.SkipAll is, not
+// an error to report.
+//
+//lint:ignore ST1012 named like fs.SkipAll: a control value, not an error
 var Stop = errors.New("stop iteration")
 
 // maxDepth bounds every traversal, so a cycle in corrupt metadata is
