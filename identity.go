@@ -149,42 +149,40 @@ func identityOf(data []byte) [16]byte {
 	return u
 }
 
-// describe says what a block 0 that is not era metadata looks like, from
-// the signatures of the formats a metadata store is most often confused
-// with: other device-mapper metadata, filesystems, partition tables, disk
-// images.
+// signatures are the marks, at byte offsets of a store's first block, of
+// the formats a metadata store is most often confused with.
+var signatures = []struct {
+	off       int
+	sig, what string
+}{
+	{0, "QFI\xfb", "a qcow2 disk image"},
+	{0, "LUKS\xba\xbe", "a LUKS encrypted volume"},
+	{0, "XFSB", "an XFS filesystem"},
+	{512, "LABELONE", "an LVM physical volume"},
+	{512, "EFI PART", "a disk with a GPT partition table"},
+	{1080, "\x53\xef", "an ext2/3/4 filesystem"},
+	{4086, "SWAPSPACE2", "a swap area"},
+	{4086, "SWAP-SPACE", "a swap area"},
+	{510, "\x55\xaa", "a disk with an MBR partition table or boot sector"},
+	{0, "KDMV", "a VMDK disk image"},
+	{0, "conectix", "a VHD disk image"},
+	{0, "<<< ", "a VirtualBox VDI disk image"},
+}
+
+// describe says what a block 0 that is not era metadata looks like: other
+// device-mapper metadata (same superblock layout, other magic), or one of
+// the signatures.
 func describe(b0 []byte) string {
-	le := binary.LittleEndian
-	has := func(off int, sig string) bool {
-		return len(b0) >= off+len(sig) && string(b0[off:off+len(sig)]) == sig
-	}
-	switch magic := le.Uint64(b0[32:]); {
-	case magic == 27022010:
+	switch binary.LittleEndian.Uint64(b0[32:]) {
+	case 27022010:
 		return "dm-thin pool metadata"
-	case magic == 06142003:
+	case 06142003:
 		return "dm-cache metadata"
-	case has(0, "QFI\xfb"):
-		return "a qcow2 disk image"
-	case has(0, "LUKS\xba\xbe"):
-		return "a LUKS encrypted volume"
-	case has(0, "XFSB"):
-		return "an XFS filesystem"
-	case has(512, "LABELONE"):
-		return "an LVM physical volume"
-	case has(512, "EFI PART"):
-		return "a disk with a GPT partition table"
-	case has(1080, "\x53\xef"):
-		return "an ext2/3/4 filesystem"
-	case has(4086, "SWAPSPACE2"), has(4086, "SWAP-SPACE"):
-		return "a swap area"
-	case has(510, "\x55\xaa"):
-		return "a disk with an MBR partition table or boot sector"
-	case has(0, "KDMV"):
-		return "a VMDK disk image"
-	case has(0, "conectix"):
-		return "a VHD disk image"
-	case has(0, "<<< "):
-		return "a VirtualBox VDI disk image"
+	}
+	for _, s := range signatures {
+		if len(b0) >= s.off+len(s.sig) && string(b0[s.off:s.off+len(s.sig)]) == s.sig {
+			return s.what
+		}
 	}
 	return "unrecognised data"
 }

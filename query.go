@@ -131,22 +131,13 @@ func (t eraTrees) window(ctx context.Context, since uint32, lo, hi uint64, sets 
 			return nil, fmt.Errorf("read era array: %w", err)
 		}
 	}
-	bits := array.NewBitset(t.tm)
-	for _, ws := range sets {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		wlo, whi := lo/64, min((hi+63)/64, array.NrWords(uint64(ws.info.NrBits)))
-		if wlo >= whi {
-			continue
-		}
-		got, err := readWords(bits, ws, wlo, whi)
-		if err != nil {
-			return nil, err
-		}
+	err := t.writesetWords(ctx, sets, lo, hi, func(_ writesetEntry, wlo uint64, got []uint64) {
 		for k, w := range got {
-			words[k] |= w
+			words[wlo-lo/64+uint64(k)] |= w
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	if tail := (hi - lo) % 64; tail != 0 && len(words) > 0 {
 		words[len(words)-1] &= 1<<tail - 1 // bits past hi
@@ -311,19 +302,8 @@ func (t eraTrees) eras(ctx context.Context, lo, hi uint64) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	bits := array.NewBitset(t.tm)
-	for _, ws := range sets { // ascending eras: the last that marks a block wins
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		wlo, whi := lo/64, min((hi+63)/64, array.NrWords(uint64(ws.info.NrBits)))
-		if wlo >= whi {
-			continue
-		}
-		words, err := readWords(bits, ws, wlo, whi)
-		if err != nil {
-			return nil, err
-		}
+	// Ascending eras: the last writeset that marks a block wins.
+	err = t.writesetWords(ctx, sets, lo, hi, func(ws writesetEntry, wlo uint64, words []uint64) {
 		for k, w := range words {
 			for w != 0 {
 				j := uint64(bits64.TrailingZeros64(w))
@@ -333,8 +313,33 @@ func (t eraTrees) eras(ctx context.Context, lo, hi uint64) ([]uint32, error) {
 				}
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// writesetWords calls fn with the words of each writeset of sets that
+// cover blocks [lo, hi) (within its nr_bits), in the order of sets; wlo is
+// the index of the first word.
+func (t eraTrees) writesetWords(ctx context.Context, sets []writesetEntry, lo, hi uint64, fn func(ws writesetEntry, wlo uint64, words []uint64)) error {
+	bits := array.NewBitset(t.tm)
+	for _, ws := range sets {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		wlo, whi := lo/64, min((hi+63)/64, array.NrWords(uint64(ws.info.NrBits)))
+		if wlo >= whi {
+			continue
+		}
+		words, err := readWords(bits, ws, wlo, whi)
+		if err != nil {
+			return err
+		}
+		fn(ws, wlo, words)
+	}
+	return nil
 }
 
 // pin returns the trees of the device's last commit, their blocks kept
