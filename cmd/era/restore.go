@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
-	"syscall"
 
 	"github.com/era-go/era"
 	"github.com/era-go/era/eraxml"
@@ -186,7 +185,7 @@ func (e *lineError) Unwrap() error { return e.err }
 // kernel's dm-era or a mount holds is refused), or a new file sized for m
 // and for a device to go on with.
 func openOutputStore(path string, m *eraxml.Metadata) (*os.File, error) {
-	fi, err := os.Stat(path)
+	_, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		size, err := era.RestoreSize(m)
@@ -205,12 +204,6 @@ func openOutputStore(path string, m *eraxml.Metadata) (*os.File, error) {
 		return f, nil
 	case err != nil:
 		return nil, err
-	case fi.Mode()&fs.ModeDevice != 0:
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_EXCL, 0)
-		if errors.Is(err, syscall.EBUSY) {
-			return nil, fmt.Errorf("%s is in use (a device-mapper target or a mount holds it): %w", path, err)
-		}
-		return f, err
 	}
-	return os.OpenFile(path, os.O_RDWR, 0)
+	return openStore(path, os.O_RDWR)
 }

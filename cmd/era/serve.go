@@ -186,7 +186,7 @@ func ignoreClosed(err error) error {
 
 // openServed opens the metadata and the image and the era device over them.
 func openServed(meta, image string, sectors uint32Flag, format, readOnly bool) (*era.Device, *os.File, *os.File, error) {
-	mf, err := os.OpenFile(meta, os.O_RDWR, 0)
+	mf, err := openStore(meta, os.O_RDWR)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -194,7 +194,7 @@ func openServed(meta, image string, sectors uint32Flag, format, readOnly bool) (
 	if readOnly {
 		flag = os.O_RDONLY
 	}
-	imf, err := os.OpenFile(image, flag, 0)
+	imf, err := openStore(image, flag)
 	if err != nil {
 		mf.Close()
 		return nil, nil, nil, err
@@ -208,8 +208,11 @@ func openServed(meta, image string, sectors uint32Flag, format, readOnly bool) (
 		}
 	}
 	d, err := era.Open(mf, imf, era.Config{BlockSectors: bs, Format: format})
-	if errors.Is(err, era.ErrNoMetadata) {
+	switch {
+	case errors.Is(err, era.ErrNoMetadata):
 		err = fmt.Errorf("%w; --format formats it", err)
+	case errors.Is(err, era.ErrLocked):
+		err = fmt.Errorf("%w: another era serve or a backup tool owns the device; stop it, or back up through it (backup --external while it holds a metadata snapshot, or --nbd)", err)
 	}
 	if err != nil {
 		mf.Close()

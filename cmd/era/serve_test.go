@@ -289,3 +289,21 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	s.stop(t, os.Interrupt)
 }
+
+// TestServeRefusesAnOwnedDevice: a second era serve (another process) of
+// the same metadata fails at once, naming the ways to back up through the
+// first.
+func TestServeRefusesAnOwnedDevice(t *testing.T) {
+	dir := t.TempDir()
+	meta, image := newFile(t, dir, "meta", 4<<20), newFile(t, dir, "image", 8<<20)
+	s := startServe(t, "--meta", meta, "--image", image, "--format", "--socket", filepath.Join(dir, "sock"))
+	bin, err := eraBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "serve", "--meta", meta, "--image", image, "--socket", filepath.Join(dir, "sock2")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another era device") || !strings.Contains(string(out), "--external") {
+		t.Fatalf("second era serve: %v\n%s", err, out)
+	}
+	s.stop(t, os.Interrupt)
+}
