@@ -85,7 +85,7 @@ func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
 	if d.state.Load() != stateOpen {
 		return false, false, false, 0
 	}
-	busy = time.Since(time.Unix(0, d.lastMarkEnd.Load())) < digestBusyWindow
+	busy = time.Since(time.Unix(0, d.marks.lastDone.Load())) < digestBusyWindow
 	if dirty := d.md.tm.Dirty(); dirty >= digestPendingBusy {
 		if busy && dirty < digestPendingIdle {
 			return true, true, true, d.commits.Load()

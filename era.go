@@ -110,47 +110,23 @@ type Device struct {
 	retireCond *sync.Cond
 	retiring   bool
 
-	// queue holds first writes waiting for a commit (group commit);
-	// committing is set while one of them commits for the others. A new
-	// committer may wait for more (gather): gathered is closed by the
-	// next arrival, or once the queue reaches gatherAt (if > 0).
-	queueMu     sync.Mutex
-	queue       []*markRequest
-	committing  bool
-	gatherAt    int
-	gathered    chan struct{}
-	lastBatch   int                           // requests of the last commit that found the queue empty
-	lastEnd     time.Time                     // when it ended
-	lastCommit  atomic.Int64                  // duration of the last mark commit, ns
-	lastMarkEnd atomic.Int64                  // when the last mark commit ended, Unix ns
-	commitWake  atomic.Pointer[chan struct{}] // closed by the next commit (digest pacing)
+	// marks batches first writes into shared commits (group commit).
+	marks batch
+	// commitWake is closed by the next commit (digest pacing).
+	commitWake atomic.Pointer[chan struct{}]
 
 	kick       chan struct{}
 	stopDigest chan struct{}
 	digestDone chan struct{}
 
-	commits atomic.Uint64
-	// firstWrites counts mark requests (writes that found a block
-	// unmarked); markCommits the commits made for them.
-	firstWrites, markCommits atomic.Uint64
+	commits     atomic.Uint64
+	markCommits atomic.Uint64 // commits made for first writes
 	// digesting is set while archived writesets wait to be digested.
 	digesting atomic.Bool
 	// commitNanos and maxCommitNanos sum and bound the commit durations.
 	commitNanos, maxCommitNanos atomic.Int64
 	// usageHigh is set while the usage is above Config.UsageWarn.
 	usageHigh atomic.Bool
-}
-
-// markRequest is a first write waiting for its marks to be committed.
-type markRequest struct {
-	lo, hi uint64
-	done   chan markReply // one reply per request
-}
-
-// markReply ends a wait: the commit's result, or the committer's role.
-type markReply struct {
-	err  error
-	lead bool
 }
 
 // Open opens the era device over the metadata store meta and origin. It is
@@ -263,6 +239,7 @@ func Open(meta, origin interface {
 		digestDone: make(chan struct{}),
 	}
 	d.retireCond = sync.NewCond(&d.retireMu)
+	d.marks.commit = d.commitBatch
 	ws := newWriteset(nrBlocks)
 	if added != nil {
 		for b := added[0]; b < added[1]; b++ {
@@ -439,127 +416,18 @@ func (d *Device) write(off int64, n int, do func() (int, error)) (int, error) {
 			return n, err
 		}
 		ws.inflight.Add(-1)
-		if err := d.mark(lo, hi); err != nil {
+		if err := d.marks.run(lo, hi); err != nil {
 			return 0, err
 		}
 	}
 }
 
-// mark commits marks for [lo, hi) in the current era, sharing the commit
-// with every other first write waiting at the time (group commit).
-//
-// One waiter at a time is the committer: it takes the whole queue, commits
-// once, and answers every request of the batch, which return at once,
-// without waiting for the lock. Requests that arrived during the commit
-// form the next batch; the committer's role passes to the first of them,
-// which first gives the writers just answered a moment to come back with
-// their next first writes (gather), so that one commit serves both.
-func (d *Device) mark(lo, hi uint64) error {
-	d.firstWrites.Add(1)
-	req := &markRequest{lo: lo, hi: hi, done: make(chan markReply, 1)}
-	d.queueMu.Lock()
-	d.queue = append(d.queue, req)
-	if d.gathered != nil && (d.gatherAt <= 0 || len(d.queue) >= d.gatherAt) {
-		close(d.gathered)
-		d.gathered = nil
-	}
-	lead := !d.committing
-	d.committing = true
-	// A committer that finds the queue idle waits for the writers of the
-	// last commit, if it just ended and served several.
-	expect := 0
-	if lead && d.lastBatch > 1 && time.Since(d.lastEnd) < gatherMax {
-		expect = d.lastBatch
-	}
-	d.queueMu.Unlock()
-	if !lead {
-		if r := <-req.done; !r.lead {
-			return r.err
-		}
-		d.gather(0)
-	} else if expect > 0 {
-		d.gather(expect)
-	}
-
+// commitBatch commits the marks of a batch of first writes under the
+// device's lock.
+func (d *Device) commitBatch(batch []*markRequest) error {
 	d.mu.Lock()
-	d.queueMu.Lock()
-	batch := d.queue
-	d.queue = nil
-	d.queueMu.Unlock()
-	t0 := time.Now()
-	err := d.commitMarks(batch)
-	t1 := time.Now()
-	d.lastCommit.Store(int64(t1.Sub(t0)))
-	d.lastMarkEnd.Store(t1.UnixNano())
-	d.mu.Unlock()
-	for _, r := range batch {
-		if r != req {
-			r.done <- markReply{err: err}
-		}
-	}
-	d.queueMu.Lock()
-	if len(d.queue) > 0 {
-		d.queue[0].done <- markReply{lead: true}
-	} else {
-		d.committing = false
-		d.lastBatch, d.lastEnd = len(batch), time.Now()
-	}
-	d.queueMu.Unlock()
-	return err
-}
-
-// Bounds of gather: it never waits more than gatherMax in all, nor more
-// than a quarter of the last commit's duration, nor more than gatherQuiet
-// for the next arrival.
-const (
-	gatherMax   = time.Millisecond
-	gatherQuiet = 50 * time.Microsecond
-)
-
-// gather lets a new committer wait for more first writes before it takes
-// the queue: until expect are queued (expect > 0), or while they keep
-// arriving (expect == 0). Writers answered by the last commit come back
-// with their next first writes within microseconds; taking them into this
-// commit rather than the next doubles the group of a steady set of writers,
-// for a delay that a commit's syncs dwarf.
-func (d *Device) gather(expect int) {
-	limit := min(time.Duration(d.lastCommit.Load())/4, gatherMax)
-	if limit <= 0 {
-		return
-	}
-	deadline := time.Now().Add(limit)
-	for {
-		d.queueMu.Lock()
-		if expect > 0 && len(d.queue) >= expect {
-			d.queueMu.Unlock()
-			return
-		}
-		ch := make(chan struct{})
-		d.gatherAt, d.gathered = expect, ch
-		d.queueMu.Unlock()
-		wait := time.Until(deadline)
-		if expect == 0 {
-			wait = min(wait, gatherQuiet)
-		}
-		arrived := false
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ch:
-				arrived = true
-			case <-t.C:
-			}
-			t.Stop()
-		}
-		d.queueMu.Lock()
-		if d.gathered == ch {
-			d.gathered = nil
-		}
-		d.queueMu.Unlock()
-		if !arrived || expect > 0 || !time.Now().Before(deadline) {
-			return
-		}
-	}
+	defer d.mu.Unlock()
+	return d.commitMarks(batch)
 }
 
 // commitMarks sets the on-disk bits of every unmarked block of the batch,

@@ -43,7 +43,7 @@ func (d *Device) Stats() Stats {
 	st := d.status.Load()
 	return Stats{
 		Commits:         d.commits.Load(),
-		FirstWrites:     d.firstWrites.Load(),
+		FirstWrites:     d.marks.requests.Load(),
 		MarkCommits:     d.markCommits.Load(),
 		MetadataReads:   bm.Reads,
 		MetadataHits:    bm.Hits,
