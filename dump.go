@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/era-go/era/array"
-	"github.com/era-go/era/btree"
 	"github.com/era-go/era/eraxml"
 )
 
@@ -51,7 +50,7 @@ func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
 		return nil
 	}
 
-	sets, err := v.archived(damage)
+	sets, err := v.trees.archived(0, damage)
 	if err != nil {
 		return nil, err
 	}
@@ -89,42 +88,6 @@ func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// archived returns the entries of the writeset tree, ascending. With a
-// damage handler, entries that cannot be used are reported and skipped, and
-// a tree that cannot be read to the end yields the entries read so far.
-func (v *View) archived(damage func(error) error) ([]writesetEntry, error) {
-	t := v.trees
-	var out []writesetEntry
-	var fatal error // a problem damage did not let pass
-	tree := btree.New(t.tm, btree.ValueType{Size: writesetInfoSize})
-	err := tree.Iterate(t.wsRoot, 0, func(key uint64, val []byte) error {
-		info := decodeWritesetInfo(val)
-		var problem error
-		switch {
-		case key > uint64(^uint32(0)):
-			problem = fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt)
-		case info.Root == 0:
-			problem = fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt)
-		default:
-			out = append(out, writesetEntry{era: uint32(key), info: info})
-			return nil
-		}
-		if fatal = damage(problem); fatal != nil {
-			return btree.Stop
-		}
-		return nil
-	})
-	if fatal != nil {
-		return nil, fatal
-	}
-	if err != nil {
-		if err := damage(fmt.Errorf("read writeset tree: %w", err)); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // eraValues reads the era array into eras (len nr_blocks). With a damage

@@ -43,26 +43,56 @@ type writesetEntry struct {
 	info WritesetInfo
 }
 
-// writesets returns the archived writesets with era >= since, ascending.
+// writesets returns the archived writesets with era >= since, ascending,
+// and the current writeset, if any and its era is >= since, last.
 func (t eraTrees) writesets(since uint32) ([]writesetEntry, error) {
-	var out []writesetEntry
-	tree := btree.New(t.tm, btree.ValueType{Size: writesetInfoSize})
-	err := tree.Iterate(t.wsRoot, uint64(since), func(key uint64, v []byte) error {
-		if key > uint64(^uint32(0)) {
-			return fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt)
-		}
-		info := decodeWritesetInfo(v)
-		if info.Root == 0 {
-			return fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt)
-		}
-		out = append(out, writesetEntry{era: uint32(key), info: info})
-		return nil
-	})
+	out, err := t.archived(since, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read writeset tree: %w", err)
+		return nil, err
 	}
 	if t.current.Root != 0 && t.currentEra >= since {
 		out = append(out, writesetEntry{era: t.currentEra, info: t.current})
+	}
+	return out, nil
+}
+
+// archived returns the entries of the writeset tree with era >= since,
+// ascending: the one walk of the tree that queries, views and dumps share.
+// An entry that is not a writeset (a key past 2^32-1, a root of 0) is
+// damage: without a handler it is the error; with one (dump --repair) it
+// is reported and skipped, and a tree that cannot be read to the end
+// yields the entries read so far.
+func (t eraTrees) archived(since uint32, damage func(error) error) ([]writesetEntry, error) {
+	if damage == nil {
+		damage = func(err error) error { return err }
+	}
+	var out []writesetEntry
+	var fatal error // a problem damage did not let pass
+	tree := btree.New(t.tm, btree.ValueType{Size: writesetInfoSize})
+	err := tree.Iterate(t.wsRoot, uint64(since), func(key uint64, v []byte) error {
+		info := decodeWritesetInfo(v)
+		var problem error
+		switch {
+		case key > uint64(^uint32(0)):
+			problem = fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt)
+		case info.Root == 0:
+			problem = fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt)
+		default:
+			out = append(out, writesetEntry{era: uint32(key), info: info})
+			return nil
+		}
+		if fatal = damage(problem); fatal != nil {
+			return btree.Stop
+		}
+		return nil
+	})
+	if fatal != nil {
+		return nil, fatal
+	}
+	if err != nil {
+		if err := damage(fmt.Errorf("read writeset tree: %w", err)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
