@@ -40,28 +40,33 @@ type config struct {
 	cpReps    int
 	digRounds int
 	heapLog2  int
+	qlRounds  int           // rounds of the query-while-writing figure
+	qlDur     time.Duration // one of its slices
+	qlWriters int
 	only      map[string]bool
 }
 
 func main() {
 	var (
-		quick   = flag.Bool("quick", false, "scaled down for CI (under 2 minutes)")
-		asJSON  = flag.Bool("json", false, "print JSON instead of the markdown table")
-		jsonOut = flag.String("json-out", "", "also write the JSON report to this file")
-		dir     = flag.String("dir", "", "directory for the temporary files (default: the system's)")
-		dur     = flag.Duration("dur", 0, "length of one throughput slice (default 400ms, 200ms with -quick)")
-		reps    = flag.Int("reps", 0, "rounds of throughput slices, every subject once a round (default 12, 5 with -quick)")
-		only    = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,checkpoint,digest,heap")
-		cpMax   = flag.Int("checkpoint-max", 0, "largest log2(nr_blocks) for the checkpoint figure (default 24, 20 with -quick)")
-		heapLog = flag.Int("heap-log2", 24, "log2(nr_blocks) of the heap figure's device")
+		quick     = flag.Bool("quick", false, "scaled down for CI (under 2 minutes)")
+		asJSON    = flag.Bool("json", false, "print JSON instead of the markdown table")
+		jsonOut   = flag.String("json-out", "", "also write the JSON report to this file")
+		dir       = flag.String("dir", "", "directory for the temporary files (default: the system's)")
+		dur       = flag.Duration("dur", 0, "length of one throughput slice (default 400ms, 200ms with -quick)")
+		reps      = flag.Int("reps", 0, "rounds of throughput slices, every subject once a round (default 12, 5 with -quick)")
+		only      = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,checkpoint,digest,heap")
+		cpMax     = flag.Int("checkpoint-max", 0, "largest log2(nr_blocks) for the checkpoint figure (default 24, 20 with -quick)")
+		heapLog   = flag.Int("heap-log2", 24, "log2(nr_blocks) of the heap figure's device")
+		qlWriters = flag.Int("query-writers", 1, "writer goroutines of the query-while-writing figure")
 	)
 	flag.Parse()
 	c := config{quick: *quick, dur: 400 * time.Millisecond, reps: 12, marked: 61, markedOps: 10000, queryReps: 9,
-		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog}
+		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog, qlRounds: 12, qlDur: time.Second}
 	if c.quick {
 		c = config{quick: true, dur: 200 * time.Millisecond, reps: 5, marked: 31, markedOps: 5000, queryReps: 3,
-			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog}
+			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond}
 	}
+	c.qlWriters = *qlWriters
 	if *dur > 0 {
 		c.dur = *dur
 	}
@@ -140,6 +145,7 @@ type Report struct {
 	Marked     *workload.MarkedResult               `json:"marked,omitempty"`
 	Throughput map[string]workload.ThroughputResult `json:"throughput,omitempty"`
 	Query      *workload.QueryResult                `json:"query,omitempty"`
+	QueryLoad  *workload.QueryLoadResult            `json:"query_while_writing,omitempty"`
 	Checkpoint []workload.CheckpointResult          `json:"checkpoint,omitempty"`
 	Digest     *workload.DigestResult               `json:"digest,omitempty"`
 	Heap       *workload.HeapResult                 `json:"heap,omitempty"`
@@ -246,6 +252,15 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 			}
 			rep.Checkpoint = append(rep.Checkpoint, cp)
 		}
+	}
+	if c.want("query-while-writing") {
+		done := step(fmt.Sprintf("first writes while WrittenSince runs in a loop, 2^24 blocks, %d rounds of 2 × %v", c.qlRounds, c.qlDur))
+		q, err := workload.MeasureQueryLoad(root, workload.QueryLoadBlocks, c.qlWriters, c.qlRounds, c.qlDur)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("query-while-writing: %w", err)
+		}
+		rep.QueryLoad = &q
 	}
 	if c.want("digest") {
 		done := step("writer latency during the digest of a 2^20-block writeset")
@@ -381,6 +396,22 @@ func rows(rep *Report) []Row {
 			row.Note = "same answer as era_invalidate: " + yes(q.Same)
 		}
 		out = append(out, row)
+	}
+	if q := rep.QueryLoad; q != nil {
+		digest := "digested"
+		if q.Digesting {
+			digest = "one still being digested when the run began"
+		}
+		out = append(out, Row{
+			Figure: fmt.Sprintf("first-write p99 while WrittenSince(%d) runs in a loop, 2^%d blocks", q.Since, int(math.Log2(float64(q.NrBlocks)))),
+			Ours: fmt.Sprintf("p99 %s (p50 %s, %.0f writes/s); %.1f queries/s (median %s, %d to %d ranges)",
+				dur(q.P99With), dur(q.P50With), q.WritesPerSecWith, q.QueriesPerSec, dur(q.QueryP50), q.RangesFirst, q.RangesAt),
+			Against: fmt.Sprintf("no queries: p99 %s (p50 %s, %.0f writes/s)", dur(q.P99Without), dur(q.P50Without), q.WritesPerSecWithout),
+			Ratio:   q.Ratio, Target: "≤ 2×", Pass: pass(q.Ratio <= 2 && q.With > 0 && q.Queries > 0),
+			Note: fmt.Sprintf("%d writer(s), %d rounds of %v slices in rotating order, %d and %d writes; median of the per-round p99 ratios %.2f×; 2 past eras of 4000 extents, %s; "+
+				"control, a goroutine spinning on the CPU instead of querying: p99 %s (%.2f×, per-round median %.2f×), %.0f writes/s",
+				q.Writers, q.Rounds, q.Slice, q.With, q.Without, q.RoundRatio, digest, dur(q.P99Busy), q.BusyRatio, q.RoundBusyRatio, q.WritesPerSecBusy),
+		})
 	}
 	if cps := rep.Checkpoint; len(cps) > 1 {
 		lo, hi := cps[0], cps[len(cps)-1]
