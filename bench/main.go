@@ -6,12 +6,15 @@
 //	go run ./bench -quick           # scaled down for CI, well under 2 minutes
 //	go run ./bench -json            # machine-readable (-json-out FILE: as well)
 //	go run ./bench -only first,bolt # some figures: marked, first, bolt, raw,
-//	                                # query, checkpoint, digest, heap
+//	                                # query, query-while-writing, checkpoint,
+//	                                # digest, heap, nbd
 //
 // Every figure runs on real files in a temporary directory (-dir), so a
 // commit's syncs are real syncs (fdatasync on Linux, as bbolt's). The table
-// says whether each store syncs. The exit status is 1 when a target is
-// missed, 2 when a figure could not be measured. The same workloads back the
+// says whether each store syncs. The nbd figure runs fio (its nbd engine)
+// against `era serve`, built from this module, and against qemu-nbd. The
+// exit status is 1 when a target is missed, 2 when a figure could not be
+// measured (a tool it needs is missing: era_invalidate, fio, qemu-nbd). The same workloads back the
 // `go test -bench` benchmarks of the root package (bench_test.go).
 package main
 
@@ -43,6 +46,9 @@ type config struct {
 	qlRounds  int           // rounds of the query-while-writing figure
 	qlDur     time.Duration // one of its slices
 	qlWriters int
+	nbdRounds int           // rounds of the nbd figure
+	nbdJob    time.Duration // one fio job
+	qemuTuned bool
 	only      map[string]bool
 }
 
@@ -54,19 +60,23 @@ func main() {
 		dir       = flag.String("dir", "", "directory for the temporary files (default: the system's)")
 		dur       = flag.Duration("dur", 0, "length of one throughput slice (default 400ms, 200ms with -quick)")
 		reps      = flag.Int("reps", 0, "rounds of throughput slices, every subject once a round (default 12, 5 with -quick)")
-		only      = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,checkpoint,digest,heap")
+		only      = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,query-while-writing,checkpoint,digest,heap,nbd")
 		cpMax     = flag.Int("checkpoint-max", 0, "largest log2(nr_blocks) for the checkpoint figure (default 24, 20 with -quick)")
 		heapLog   = flag.Int("heap-log2", 24, "log2(nr_blocks) of the heap figure's device")
 		qlWriters = flag.Int("query-writers", 1, "writer goroutines of the query-while-writing figure")
+		qemuPlain = flag.Bool("qemu-nbd-plain", false, "nbd figure: run qemu-nbd without raising glibc's malloc thresholds")
 	)
 	flag.Parse()
 	c := config{quick: *quick, dur: 400 * time.Millisecond, reps: 12, marked: 61, markedOps: 10000, queryReps: 9,
-		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog, qlRounds: 12, qlDur: time.Second}
+		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog, qlRounds: 12, qlDur: time.Second,
+		nbdRounds: 3, nbdJob: 2 * time.Second}
 	if c.quick {
 		c = config{quick: true, dur: 200 * time.Millisecond, reps: 5, marked: 31, markedOps: 5000, queryReps: 3,
-			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond}
+			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond,
+			nbdRounds: 2, nbdJob: time.Second}
 	}
 	c.qlWriters = *qlWriters
+	c.qemuTuned = !*qemuPlain
 	if *dur > 0 {
 		c.dur = *dur
 	}
@@ -113,9 +123,30 @@ func main() {
 	} else {
 		printTable(os.Stdout, rep)
 	}
-	if !rep.AllPass {
+	switch {
+	case rep.Unmeasured:
+		os.Exit(2)
+	case !rep.AllPass:
 		os.Exit(1)
 	}
+}
+
+// measureNBD builds the era command and runs the nbd figure in a
+// directory of its own.
+func measureNBD(c config, root string) (workload.NBDResult, error) {
+	dir, err := os.MkdirTemp(root, "nbd-")
+	if err != nil {
+		return workload.NBDResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	if why := workload.NBDTools(); why != "" {
+		return workload.NBDResult{Err: why}, nil
+	}
+	bin, err := workload.BuildEra(dir)
+	if err != nil {
+		return workload.NBDResult{Err: err.Error()}, nil
+	}
+	return workload.MeasureNBD(bin, dir, c.nbdRounds, c.nbdJob, c.qemuTuned)
 }
 
 func fatal(err error) {
@@ -132,6 +163,8 @@ type Row struct {
 	Target  string  `json:"target"`
 	Pass    *bool   `json:"pass,omitempty"` // nil: reported, no target
 	Note    string  `json:"note,omitempty"`
+	// Unmeasured: the figure could not be measured (a tool is missing).
+	Unmeasured bool `json:"unmeasured,omitempty"`
 }
 
 // Report is everything one run measured.
@@ -141,6 +174,7 @@ type Report struct {
 	Quick      bool                                 `json:"quick"`
 	Rows       []Row                                `json:"rows"`
 	AllPass    bool                                 `json:"all_pass"`
+	Unmeasured bool                                 `json:"unmeasured,omitempty"` // some figure could not be measured
 	Seconds    float64                              `json:"seconds"`
 	Marked     *workload.MarkedResult               `json:"marked,omitempty"`
 	Throughput map[string]workload.ThroughputResult `json:"throughput,omitempty"`
@@ -149,6 +183,7 @@ type Report struct {
 	Checkpoint []workload.CheckpointResult          `json:"checkpoint,omitempty"`
 	Digest     *workload.DigestResult               `json:"digest,omitempty"`
 	Heap       *workload.HeapResult                 `json:"heap,omitempty"`
+	NBD        *workload.NBDResult                  `json:"nbd,omitempty"`
 }
 
 func (c config) want(fig string) bool { return c.only == nil || c.only[fig] }
@@ -271,11 +306,23 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 		}
 		rep.Digest = &d
 	}
+	if c.want("nbd") {
+		done := step(fmt.Sprintf("fio over NBD: era serve vs qemu-nbd, %d rounds of %d jobs of %v each", c.nbdRounds, len(workload.NBDJobs), c.nbdJob))
+		n, err := measureNBD(c, root)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("nbd: %w", err)
+		}
+		rep.NBD = &n
+	}
 	rep.Rows = rows(rep)
 	rep.AllPass = true
 	for _, r := range rep.Rows {
 		if r.Pass != nil && !*r.Pass {
 			rep.AllPass = false
+		}
+		if r.Unmeasured {
+			rep.Unmeasured = true
 		}
 	}
 	return rep, nil
@@ -389,6 +436,8 @@ func rows(rep *Report) []Row {
 		}
 		if q.ToolErr != "" {
 			row.Against = "era_invalidate: " + q.ToolErr
+			row.Ours += "; could not be measured"
+			row.Unmeasured = true
 		} else {
 			row.Against = "era_invalidate 0.9.0 (exec): " + ns(q.ToolNs)
 			row.Ratio = q.ToolNs / q.ViewXMLNs
@@ -437,6 +486,9 @@ func rows(rep *Report) []Row {
 			Note: fmt.Sprintf("digest of a full writeset took %s", dur(d.DigestTime)),
 		})
 	}
+	if n := rep.NBD; n != nil {
+		out = append(out, nbdRows(n)...)
+	}
 	if h := rep.Heap; h != nil {
 		r := float64(h.HeapBytes) / float64(h.BudgetBytes)
 		out = append(out, Row{
@@ -447,6 +499,38 @@ func rows(rep *Report) []Row {
 		})
 	}
 	return out
+}
+
+// nbdRows are the rows of the nbd figure.
+func nbdRows(n *workload.NBDResult) []Row {
+	if n.Err != "" {
+		return []Row{{Figure: "era serve vs qemu-nbd (fio, nbd engine)", Ours: "could not be measured", Against: n.Err,
+			Target: "≥ 1× qemu-nbd's IOPS", Unmeasured: true}}
+	}
+	var out []Row
+	for _, j := range n.Jobs {
+		row := Row{
+			Figure:  "NBD, " + j.Job.Title,
+			Ours:    fmt.Sprintf("era serve %s", iops(j.Era)),
+			Against: fmt.Sprintf("qemu-nbd %s", iops(j.Qemu)),
+			Ratio:   j.Ratio,
+			Note: fmt.Sprintf("fio --rw=%s --bs=%s --iodepth=%d, %d rounds of %v each; ratio: median of the paired rounds; era metadata commits during the job: %d",
+				j.Job.RW, j.Job.BS, j.Job.IODepth, len(j.Ratios), n.JobTime, j.Commits),
+		}
+		if j.Job.Checkpoint {
+			row.Target = "reported, with the commits per write"
+			row.Note += fmt.Sprintf(", %.3f per write (4 KiB blocks: every write is a first write)", j.CommitsPerWrite)
+		} else {
+			row.Target = "≥ 1× qemu-nbd's IOPS"
+			row.Pass = pass(j.Ratio >= 1)
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+func iops(s workload.FioSide) string {
+	return fmt.Sprintf("%.0f IOPS (%.0f MiB/s)", s.MedianIOPS, s.MiBPerSec)
 }
 
 // paired describes how the throughput ratios are taken.
