@@ -10,7 +10,8 @@ package era_test
 //
 // Custom metrics: commits/firstwrite and metablocks/commit (metadata blocks
 // written per commit, superblock included) on the first-write benchmarks;
-// p99-ns and ratio on the digest one; bits/block on the heap one.
+// p99-ns and ratio on the digest and query-while-writing ones; bits/block
+// on the heap one.
 
 import (
 	"bytes"
@@ -216,6 +217,23 @@ func BenchmarkWriterDuringDigest(b *testing.B) {
 	b.ReportMetric(float64(res.P99With.Nanoseconds()), "p99-digest-ns")
 	b.ReportMetric(float64(res.P99Without.Nanoseconds()), "p99-idle-ns")
 	b.ReportMetric(res.Ratio, "p99-ratio")
+}
+
+// BenchmarkFirstWritesWhileQuerying: one writer's first-write latency on
+// a 2^24-block device while another goroutine runs WrittenSince back to
+// back, against the same writer alone and beside a goroutine spinning on
+// the CPU (the control). One op is one round of three 300 ms slices.
+// Target: p99 ratio (with queries / alone) ≤ 2.
+func BenchmarkFirstWritesWhileQuerying(b *testing.B) {
+	res, err := workload.MeasureQueryLoad(b.TempDir(), workload.QueryLoadBlocks, 1, b.N, 300*time.Millisecond)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(res.P99With.Nanoseconds()), "p99-query-ns")
+	b.ReportMetric(float64(res.P99Without.Nanoseconds()), "p99-idle-ns")
+	b.ReportMetric(res.Ratio, "p99-ratio")
+	b.ReportMetric(res.BusyRatio, "p99-busy-ratio")
+	b.ReportMetric(res.QueriesPerSec, "queries/s")
 }
 
 // BenchmarkHeap: the live heap a 2^24-block device holds (default cache),

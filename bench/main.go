@@ -73,7 +73,7 @@ func main() {
 	if c.quick {
 		c = config{quick: true, dur: 200 * time.Millisecond, reps: 5, marked: 31, markedOps: 5000, queryReps: 3,
 			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond,
-			nbdRounds: 2, nbdJob: time.Second}
+			nbdRounds: 2, nbdJob: 750 * time.Millisecond}
 	}
 	c.qlWriters = *qlWriters
 	c.qemuTuned = !*qemuPlain
@@ -289,7 +289,7 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 		}
 	}
 	if c.want("query-while-writing") {
-		done := step(fmt.Sprintf("first writes while WrittenSince runs in a loop, 2^24 blocks, %d rounds of 2 × %v", c.qlRounds, c.qlDur))
+		done := step(fmt.Sprintf("first writes while WrittenSince runs in a loop, 2^24 blocks, %d rounds of 3 × %v", c.qlRounds, c.qlDur))
 		q, err := workload.MeasureQueryLoad(root, workload.QueryLoadBlocks, c.qlWriters, c.qlRounds, c.qlDur)
 		done()
 		if err != nil {

@@ -369,7 +369,7 @@ func MeasureNBD(eraBin, dir string, rounds int, jobTime time.Duration, tuneQemu 
 	out := filepath.Join(dir, "fio.json")
 	res.Command = "fio " + strings.Join(FioArgs(NBDJobs[0], "$URI", jobTime, "out.json"), " ")
 
-	fill := FioJob{Key: "fill", RW: "write", BS: "1M", IODepth: 1}
+	fill := FioJob{Key: "fill", RW: "write", BS: "1M", IODepth: 4}
 	res.Jobs = make([]FioJobResult, len(NBDJobs))
 	for i, j := range NBDJobs {
 		res.Jobs[i].Job = j
