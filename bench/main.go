@@ -69,11 +69,11 @@ func main() {
 	flag.Parse()
 	c := config{quick: *quick, dur: 400 * time.Millisecond, reps: 12, marked: 61, markedOps: 10000, queryReps: 9,
 		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog, qlRounds: 12, qlDur: time.Second,
-		nbdRounds: 3, nbdJob: 2 * time.Second}
+		nbdRounds: 6, nbdJob: time.Second}
 	if c.quick {
 		c = config{quick: true, dur: 200 * time.Millisecond, reps: 5, marked: 31, markedOps: 5000, queryReps: 3,
 			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond,
-			nbdRounds: 2, nbdJob: 750 * time.Millisecond}
+			nbdRounds: 3, nbdJob: 500 * time.Millisecond}
 	}
 	c.qlWriters = *qlWriters
 	c.qemuTuned = !*qemuPlain
@@ -458,8 +458,10 @@ func rows(rep *Report) []Row {
 			Against: fmt.Sprintf("no queries: p99 %s (p50 %s, %.0f writes/s)", dur(q.P99Without), dur(q.P50Without), q.WritesPerSecWithout),
 			Ratio:   q.Ratio, Target: "≤ 2×", Pass: pass(q.Ratio <= 2 && q.With > 0 && q.Queries > 0),
 			Note: fmt.Sprintf("%d writer(s), %d rounds of %v slices in rotating order, %d and %d writes; median of the per-round p99 ratios %.2f×; 2 past eras of 4000 extents, %s; "+
-				"control, a goroutine spinning on the CPU instead of querying: p99 %s (%.2f×, per-round median %.2f×), %.0f writes/s",
-				q.Writers, q.Rounds, q.Slice, q.With, q.Without, q.RoundRatio, digest, dur(q.P99Busy), q.BusyRatio, q.RoundBusyRatio, q.WritesPerSecBusy),
+				"control, a goroutine spinning on the CPU instead of querying: p99 %s (%.2f×, per-round median %.2f×), %.0f writes/s; "+
+				"Go GCs per second %.1f with queries (%s of pauses), %.1f without (%s); a query allocates %s",
+				q.Writers, q.Rounds, q.Slice, q.With, q.Without, q.RoundRatio, digest, dur(q.P99Busy), q.BusyRatio, q.RoundBusyRatio, q.WritesPerSecBusy,
+				q.GCsPerSecWith, dur(q.GCPauseWith), q.GCsPerSecWithout, dur(q.GCPauseWithout), mib(q.AllocPerQuery)),
 		})
 	}
 	if cps := rep.Checkpoint; len(cps) > 1 {

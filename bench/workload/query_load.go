@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -143,22 +144,29 @@ type QueryLoadResult struct {
 	Slice     time.Duration
 	Digesting bool // an archived writeset was still undigested when the run began
 
-	With, Without, Busy   int // first writes timed with queries, alone, with the busy goroutine
-	P50With, P99With      time.Duration
-	P50Without            time.Duration
-	P99Without            time.Duration
-	P50Busy, P99Busy      time.Duration
-	Ratio                 float64 // P99With / P99Without, all samples of each side pooled
-	BusyRatio             float64 // P99Busy / P99Without
-	RoundRatio            float64 // median over rounds of the paired p99 ratios
-	RoundBusyRatio        float64 // the same for the busy goroutine
-	WritesPerSecWith      float64
-	WritesPerSecWithout   float64
-	WritesPerSecBusy      float64
-	Queries               int
-	QueriesPerSec         float64 // completed, over the time the query loops ran
-	QueryP50, QueryMax    time.Duration
-	RangesFirst, RangesAt int // ranges in the answer before the run, and after it
+	With, Without, Busy int // first writes timed with queries, alone, with the busy goroutine
+	P50With, P99With    time.Duration
+	P50Without          time.Duration
+	P99Without          time.Duration
+	P50Busy, P99Busy    time.Duration
+	Ratio               float64 // P99With / P99Without, all samples of each side pooled
+	BusyRatio           float64 // P99Busy / P99Without
+	RoundRatio          float64 // median over rounds of the paired p99 ratios
+	RoundBusyRatio      float64 // the same for the busy goroutine
+	WritesPerSecWith    float64
+	WritesPerSecWithout float64
+	WritesPerSecBusy    float64
+	Queries             int
+	QueriesPerSec       float64 // completed, over the time the query loops ran
+	QueryP50, QueryMax  time.Duration
+	// Go's garbage collector: collections per second of slice with queries
+	// and without, and the bytes a query allocates (each metadata block it
+	// reads is a fresh 4 KiB buffer): its stop-the-world pauses fall on the
+	// writers too.
+	GCsPerSecWith, GCsPerSecWithout float64
+	GCPauseWith, GCPauseWithout     time.Duration // summed stop-the-world pauses
+	AllocPerQuery                   uint64
+	RangesFirst, RangesAt           int // ranges in the answer before the run, and after it
 }
 
 // BusyLoop keeps a goroutine busy on the CPU, touching no device, until
@@ -211,7 +219,20 @@ func MeasureQueryLoad(dir string, nrBlocks uint64, writers, rounds int, dur time
 	}
 	var qts []time.Duration
 	var qtime time.Duration
+	var gcs [nLoads]uint32
+	var pauses [nLoads]uint64
+	var qalloc uint64
 	slice := func(mode int) (RunResult, error) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		defer func() {
+			runtime.ReadMemStats(&m1)
+			gcs[mode] += m1.NumGC - m0.NumGC
+			pauses[mode] += m1.PauseTotalNs - m0.PauseTotalNs
+			if mode == loadQuery {
+				qalloc += m1.TotalAlloc - m0.TotalAlloc
+			}
+		}()
 		var stopQuery func() ([]time.Duration, time.Duration, error)
 		var stopBusy func()
 		switch mode {
@@ -239,7 +260,7 @@ func MeasureQueryLoad(dir string, nrBlocks uint64, writers, rounds int, dur time
 			return res, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	qts, qtime = nil, 0
+	qts, qtime, gcs, pauses, qalloc = nil, 0, [nLoads]uint32{}, [nLoads]uint64{}, 0
 	var lat [nLoads][]time.Duration
 	var elapsed [nLoads]time.Duration
 	var ops [nLoads]int64
@@ -279,7 +300,18 @@ func MeasureQueryLoad(dir string, nrBlocks uint64, writers, rounds int, dur time
 		return float64(ops[m]) / elapsed[m].Seconds()
 	}
 	res.WritesPerSecWith, res.WritesPerSecWithout, res.WritesPerSecBusy = rate(loadQuery), rate(loadNone), rate(loadBusy)
+	gcRate := func(m int) float64 {
+		if elapsed[m] <= 0 {
+			return 0
+		}
+		return float64(gcs[m]) / elapsed[m].Seconds()
+	}
+	res.GCsPerSecWith, res.GCsPerSecWithout = gcRate(loadQuery), gcRate(loadNone)
+	res.GCPauseWith, res.GCPauseWithout = time.Duration(pauses[loadQuery]), time.Duration(pauses[loadNone])
 	res.Queries = len(qts)
+	if len(qts) > 0 {
+		res.AllocPerQuery = qalloc / uint64(len(qts))
+	}
 	if qtime > 0 {
 		res.QueriesPerSec = float64(len(qts)) / qtime.Seconds()
 	}
