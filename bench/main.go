@@ -69,11 +69,11 @@ func main() {
 	flag.Parse()
 	c := config{quick: *quick, dur: 400 * time.Millisecond, reps: 12, marked: 61, markedOps: 10000, queryReps: 9,
 		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog, qlRounds: 12, qlDur: time.Second,
-		nbdRounds: 6, nbdJob: time.Second}
+		nbdRounds: 4, nbdJob: time.Second}
 	if c.quick {
 		c = config{quick: true, dur: 200 * time.Millisecond, reps: 5, marked: 31, markedOps: 5000, queryReps: 3,
 			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond,
-			nbdRounds: 3, nbdJob: 500 * time.Millisecond}
+			nbdRounds: 2, nbdJob: 400 * time.Millisecond}
 	}
 	c.qlWriters = *qlWriters
 	c.qemuTuned = !*qemuPlain
@@ -516,8 +516,8 @@ func nbdRows(n *workload.NBDResult) []Row {
 			Ours:    fmt.Sprintf("era serve %s", iops(j.Era)),
 			Against: fmt.Sprintf("qemu-nbd %s", iops(j.Qemu)),
 			Ratio:   j.Ratio,
-			Note: fmt.Sprintf("fio --rw=%s --bs=%s --iodepth=%d, %d rounds of %v each; ratio: median of the paired rounds; era metadata commits during the job: %d",
-				j.Job.RW, j.Job.BS, j.Job.IODepth, len(j.Ratios), n.JobTime, j.Commits),
+			Note: fmt.Sprintf("fio --rw=%s --bs=%s --iodepth=%d, %d rounds of %v each; ratio: median of the paired rounds; %s",
+				j.Job.RW, j.Job.BS, j.Job.IODepth, len(j.Ratios), n.JobTime, commitNote(j)),
 		}
 		if j.Job.Checkpoint {
 			row.Target = "reported, with the commits per write"
@@ -529,6 +529,13 @@ func nbdRows(n *workload.NBDResult) []Row {
 		out = append(out, row)
 	}
 	return out
+}
+
+func commitNote(j workload.FioJobResult) string {
+	if j.Job.Checkpoint {
+		return fmt.Sprintf("era metadata commits during the job: %d", j.Commits)
+	}
+	return fmt.Sprintf("era metadata commits during the jobs on marked blocks (one fio command): %d", j.Commits)
 }
 
 func iops(s workload.FioSide) string {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,8 @@ type FioJob struct {
 	// Checkpoint: the era server starts a new era before the job, so that
 	// every write of the job is a first write.
 	Checkpoint bool
+	// Once: once through the image, not for a time (the untimed fill).
+	Once bool
 }
 
 // NBDJobs are the jobs of the nbd figure, in the order a round runs them.
@@ -41,18 +44,23 @@ var NBDJobs = []FioJob{
 	{Key: "firstwrite", Title: "4 KiB random first writes right after a checkpoint, iodepth 16", RW: "randwrite", BS: "4k", IODepth: 16, Checkpoint: true},
 }
 
-// FioArgs returns the fio command line of a job against uri for dur (0:
-// once through the image), its JSON report written to out.
-func FioArgs(j FioJob, uri string, dur time.Duration, out string) []string {
-	args := []string{
-		"--name=" + j.Key, "--ioengine=nbd", "--uri=" + uri,
-		fmt.Sprintf("--size=%d", NBDImageBytes), "--rw=" + j.RW, "--bs=" + j.BS,
-		fmt.Sprintf("--iodepth=%d", j.IODepth),
+// FioArgs returns the fio command line that runs jobs one after the other
+// (stonewall) against uri, each for dur or once through the image, the
+// JSON report written to out. fio takes about a second to start and stop
+// whatever the jobs, so the figure runs several jobs per command.
+func FioArgs(jobs []FioJob, uri string, dur time.Duration, out string) []string {
+	args := []string{"--ioengine=nbd", "--uri=" + uri, fmt.Sprintf("--size=%d", NBDImageBytes),
+		"--eta=never", "--output-format=json", "--output=" + out}
+	for i, j := range jobs {
+		args = append(args, "--name="+j.Key, "--rw="+j.RW, "--bs="+j.BS, fmt.Sprintf("--iodepth=%d", j.IODepth))
+		if !j.Once {
+			args = append(args, "--time_based", fmt.Sprintf("--runtime=%dms", dur.Milliseconds()))
+		}
+		if i > 0 {
+			args = append(args, "--stonewall")
+		}
 	}
-	if dur > 0 {
-		args = append(args, "--time_based", fmt.Sprintf("--runtime=%dms", dur.Milliseconds()))
-	}
-	return append(args, "--output-format=json", "--output="+out)
+	return args
 }
 
 // FioSide is what one server did in one job, over the rounds.
@@ -72,7 +80,8 @@ type FioJobResult struct {
 	Qemu   FioSide
 	Ratio  float64 // median over rounds of era IOPS / qemu-nbd IOPS
 	Ratios []float64
-	// Era server's metadata commits during the job, and per write.
+	// The era server's metadata commits during the job (during its group:
+	// the jobs on marked blocks run in one fio command), and per write.
 	Commits         uint64
 	CommitsPerWrite float64
 }
@@ -92,7 +101,6 @@ type NBDResult struct {
 	// (QemuMallocEnv), so that it reuses its request buffers instead of
 	// mapping fresh pages for every request of 1 MiB.
 	QemuMallocTuned bool
-	FillTime        time.Duration // untimed: writing both images through
 	SettleTime      time.Duration // untimed: syncing the images after each job
 }
 
@@ -121,31 +129,49 @@ type fioOut struct {
 	} `json:"jobs"`
 }
 
-// RunFio runs fio with args (which must include --output=out) and returns
-// the job's IOPS, I/O count and bytes, of reads or of writes.
-func RunFio(args []string, out string, reads bool) (iops float64, ios, bytes_ int64, err error) {
+// FioStat is what fio reported for one job: its reads for a read job,
+// its writes otherwise.
+type FioStat struct {
+	IOPS  float64
+	IOs   int64
+	Bytes int64
+}
+
+// RunFio runs fio with args (from FioArgs, with out) and returns, job by
+// job, the IOPS, I/O count and bytes.
+func RunFio(args []string, out string, jobs []FioJob) ([]FioStat, error) {
 	var stderr bytes.Buffer
 	cmd := exec.Command("fio", args...)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return 0, 0, 0, fmt.Errorf("fio %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("fio %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	data, err := os.ReadFile(out)
 	if err != nil {
-		return 0, 0, 0, err
+		return nil, err
 	}
 	var o fioOut
 	if err := json.Unmarshal(data, &o); err != nil {
-		return 0, 0, 0, fmt.Errorf("fio output: %w", err)
+		return nil, fmt.Errorf("fio output: %w", err)
 	}
-	if len(o.Jobs) != 1 || o.Jobs[0].Error != 0 {
-		return 0, 0, 0, fmt.Errorf("fio output: %d jobs, or a job failed: %s", len(o.Jobs), stderr.String())
+	if len(o.Jobs) != len(jobs) {
+		return nil, fmt.Errorf("fio output: %d jobs, want %d: %s", len(o.Jobs), len(jobs), stderr.String())
 	}
-	j := o.Jobs[0]
-	if reads {
-		return j.Read.IOPS, j.Read.TotalIOs, j.Read.Bytes, nil
+	st := make([]FioStat, len(jobs))
+	for i, j := range o.Jobs {
+		if j.Error != 0 {
+			return nil, fmt.Errorf("fio: job %s failed with error %d: %s", jobs[i].Key, j.Error, stderr.String())
+		}
+		if strings.Contains(jobs[i].RW, "read") {
+			st[i] = FioStat{j.Read.IOPS, j.Read.TotalIOs, j.Read.Bytes}
+		} else {
+			st[i] = FioStat{j.Write.IOPS, j.Write.TotalIOs, j.Write.Bytes}
+		}
+		if st[i].IOs == 0 {
+			return nil, fmt.Errorf("fio: job %s did no I/O", jobs[i].Key)
+		}
 	}
-	return j.Write.IOPS, j.Write.TotalIOs, j.Write.Bytes, nil
+	return st, nil
 }
 
 // nbdServer is a server process and the URI it serves.
@@ -340,14 +366,15 @@ func BuildEra(dir string) (string, error) {
 
 // MeasureNBD runs the nbd figure: era serve (eraBin, 4 KiB blocks) and
 // qemu-nbd (with QemuMallocEnv if tuneQemu), each serving its own image
-// of NBDImageBytes in dir. Both images are written through once with 1
-// MiB writes (untimed: every block then allocated in both files, and
-// marked in the current era), then come rounds of every job of NBDJobs
-// against each server for jobTime, the server order flipping every round;
-// after the first-write job (the last) the era image is written through
-// again (untimed) to mark every block in the new era. Each image is synced
-// after each job, untimed. A missing tool is reported in Err, not as an
-// error.
+// of NBDImageBytes in dir, in rounds, the server order flipping every
+// round. In a round, against each server: the image written through once
+// with 1 MiB writes (untimed; on qemu-nbd in the first round only: it
+// allocates the file, and on era serve marks every block in the current
+// era), one fio command running the jobs on marked blocks one after the
+// other, jobTime each, then (on era serve after a checkpoint) one running
+// the first-write job. Each image is synced after each fio command,
+// untimed, so that no job pays for the writeback of another's dirty
+// pages. A missing tool is reported in Err, not as an error.
 func MeasureNBD(eraBin, dir string, rounds int, jobTime time.Duration, tuneQemu bool) (NBDResult, error) {
 	res := NBDResult{Rounds: rounds, JobTime: jobTime, ImageBytes: NBDImageBytes, BlockBytes: BlockBytes, QemuMallocTuned: tuneQemu}
 	if why := NBDTools(); why != "" {
@@ -367,80 +394,107 @@ func MeasureNBD(eraBin, dir string, rounds int, jobTime time.Duration, tuneQemu 
 	}
 	defer qemuSrv.stop()
 	out := filepath.Join(dir, "fio.json")
-	res.Command = "fio " + strings.Join(FioArgs(NBDJobs[0], "$URI", jobTime, "out.json"), " ")
+	res.Command = "fio " + strings.Join(FioArgs(NBDJobs[:1], "$URI", jobTime, "out.json"), " ")
 
-	fill := FioJob{Key: "fill", RW: "write", BS: "1M", IODepth: 4}
+	// The jobs on marked blocks run in one fio command, the first writes
+	// (after a checkpoint) in another.
+	fill := []FioJob{{Key: "fill", RW: "write", BS: "1M", IODepth: 4, Once: true}}
+	var marked, first []FioJob
+	for _, j := range NBDJobs {
+		if j.Checkpoint {
+			first = append(first, j)
+		} else {
+			marked = append(marked, j)
+		}
+	}
 	res.Jobs = make([]FioJobResult, len(NBDJobs))
 	for i, j := range NBDJobs {
 		res.Jobs[i].Job = j
 	}
-	commits, writes := make([]uint64, len(NBDJobs)), make([]uint64, len(NBDJobs))
+	byKey := func(k string) *FioJobResult {
+		for i := range res.Jobs {
+			if res.Jobs[i].Job.Key == k {
+				return &res.Jobs[i]
+			}
+		}
+		return nil
+	}
+	writes := make([]uint64, len(NBDJobs))
+	settle := func(s *nbdServer) error {
+		t := time.Now()
+		err := s.settle()
+		res.SettleTime += time.Since(t)
+		return err
+	}
+	// run runs a group of jobs against s and records them; on the era
+	// server, with its commits.
+	run := func(s *nbdServer, jobs []FioJob) error {
+		era := s == eraSrv
+		var c0 uint64
+		if era {
+			if jobs[0].Checkpoint {
+				if _, err := s.eraControl("message", "--control", s.control, "checkpoint"); err != nil {
+					return err
+				}
+			}
+			if c0, err = s.commits(); err != nil {
+				return err
+			}
+		}
+		st, err := RunFio(FioArgs(jobs, s.uri, jobTime, out), out, jobs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		var commits uint64
+		if era {
+			c1, err := s.commits()
+			if err != nil {
+				return err
+			}
+			commits = c1 - c0
+		}
+		for i, j := range jobs {
+			jr := byKey(j.Key)
+			side := &jr.Qemu
+			if era {
+				side = &jr.Era
+				jr.Commits += commits // for the group
+				if !strings.Contains(j.RW, "read") {
+					writes[slices.Index(NBDJobs, j)] += uint64(st[i].IOs)
+				}
+			}
+			side.IOPS = append(side.IOPS, st[i].IOPS)
+			side.IOs += st[i].IOs
+			side.Bytes += st[i].Bytes
+			side.mibs = append(side.mibs, st[i].IOPS*float64(st[i].Bytes)/float64(st[i].IOs)/(1<<20))
+		}
+		return settle(s)
+	}
 	for r := range rounds {
 		servers := []*nbdServer{eraSrv, qemuSrv}
 		if r%2 == 1 {
 			servers = []*nbdServer{qemuSrv, eraSrv}
 		}
 		for _, s := range servers {
-			if r > 0 && s != eraSrv {
-				continue // written through already: only the marks are gone
+			if r == 0 || s == eraSrv { // the era image again: only the marks are gone
+				if _, err := RunFio(FioArgs(fill, s.uri, 0, out), out, fill); err != nil {
+					return res, fmt.Errorf("%s: fill: %w", s.name, err)
+				}
+				if err := settle(s); err != nil {
+					return res, err
+				}
 			}
-			t := time.Now()
-			if _, _, _, err := RunFio(FioArgs(fill, s.uri, 0, out), out, false); err != nil {
-				return res, fmt.Errorf("%s: fill: %w", s.name, err)
+			if err := run(s, marked); err != nil {
+				return res, err
 			}
-			res.FillTime += time.Since(t)
-			if err := s.settle(); err != nil {
+			if err := run(s, first); err != nil {
 				return res, err
 			}
 		}
-		for i, j := range NBDJobs {
+		for i := range res.Jobs {
 			jr := &res.Jobs[i]
-			var iops [2]float64
-			for _, s := range servers {
-				era := s == eraSrv
-				var c0 uint64
-				if era {
-					if j.Checkpoint {
-						if _, err := s.eraControl("message", "--control", s.control, "checkpoint"); err != nil {
-							return res, err
-						}
-					}
-					if c0, err = s.commits(); err != nil {
-						return res, err
-					}
-				}
-				reads := strings.Contains(j.RW, "read")
-				x, ios, n, err := RunFio(FioArgs(j, s.uri, jobTime, out), out, reads)
-				if err != nil {
-					return res, fmt.Errorf("%s: %s: %w", s.name, j.Key, err)
-				}
-				side := &jr.Qemu
-				if era {
-					side = &jr.Era
-					c1, err := s.commits()
-					if err != nil {
-						return res, err
-					}
-					commits[i] += c1 - c0
-					if !reads {
-						writes[i] += uint64(ios)
-					}
-					iops[0] = x
-				} else {
-					iops[1] = x
-				}
-				side.IOPS = append(side.IOPS, x)
-				side.IOs += ios
-				side.Bytes += n
-				side.mibs = append(side.mibs, x*float64(n)/float64(max(ios, 1))/(1<<20))
-				t := time.Now()
-				if err := s.settle(); err != nil {
-					return res, err
-				}
-				res.SettleTime += time.Since(t)
-			}
-			if iops[1] > 0 {
-				jr.Ratios = append(jr.Ratios, iops[0]/iops[1])
+			if q := jr.Qemu.IOPS[r]; q > 0 {
+				jr.Ratios = append(jr.Ratios, jr.Era.IOPS[r]/q)
 			}
 		}
 	}
@@ -450,9 +504,8 @@ func MeasureNBD(eraBin, dir string, rounds int, jobTime time.Duration, tuneQemu 
 		for _, s := range []*FioSide{&jr.Era, &jr.Qemu} {
 			s.MedianIOPS, s.MiBPerSec = Median(s.IOPS), Median(s.mibs)
 		}
-		jr.Commits = commits[i]
 		if writes[i] > 0 {
-			jr.CommitsPerWrite = float64(commits[i]) / float64(writes[i])
+			jr.CommitsPerWrite = float64(jr.Commits) / float64(writes[i])
 		}
 	}
 	return res, errors.Join(eraSrv.stop(), qemuSrv.stop())
