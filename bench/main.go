@@ -69,11 +69,11 @@ func main() {
 	flag.Parse()
 	c := config{quick: *quick, dur: 400 * time.Millisecond, reps: 12, marked: 61, markedOps: 10000, queryReps: 9,
 		cpMax: 24, cpReps: 9, digRounds: 3, heapLog2: *heapLog, qlRounds: 12, qlDur: time.Second,
-		nbdRounds: 4, nbdJob: time.Second}
+		nbdRounds: 5, nbdJob: 800 * time.Millisecond}
 	if c.quick {
 		c = config{quick: true, dur: 200 * time.Millisecond, reps: 5, marked: 31, markedOps: 5000, queryReps: 3,
 			cpMax: 20, cpReps: 5, digRounds: 1, heapLog2: *heapLog, qlRounds: 6, qlDur: 500 * time.Millisecond,
-			nbdRounds: 2, nbdJob: 400 * time.Millisecond}
+			nbdRounds: 3, nbdJob: 300 * time.Millisecond}
 	}
 	c.qlWriters = *qlWriters
 	c.qemuTuned = !*qemuPlain
