@@ -105,6 +105,7 @@ func main() {
 		fatal(err)
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	os.RemoveAll(root) // os.Exit below skips the deferred removal
 	if *jsonOut != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")
 		if err == nil {
