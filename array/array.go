@@ -89,7 +89,7 @@ func (a *Array) Delete(root uint64) error {
 // yields one wrapping block.ErrCorrupt.
 func (a *Array) Get(root, i uint64) ([]byte, error) {
 	bi, s := a.split(i)
-	b, err := a.lookupBlock(root, bi)
+	b, err := a.lookupBlock(root, bi, nil)
 	if err != nil {
 		return nil, a.explain(root, i, err)
 	}
@@ -172,7 +172,20 @@ func (a *Array) lookupLoc(root, bi uint64) (uint64, error) {
 // readBlock reads and decodes the array block at loc and checks that it
 // belongs to this array.
 func (a *Array) readBlock(loc uint64) (*Block, error) {
-	data, err := a.tm.Read(loc, block.Array)
+	return a.readBlockInto(loc, nil)
+}
+
+// readBlockInto is readBlock for a scan: with buf (one block), a block not
+// in the cache is read into buf and not cached (transaction.ReadScan), so
+// the result is valid only until buf is reused.
+func (a *Array) readBlockInto(loc uint64, buf []byte) (*Block, error) {
+	var data []byte
+	var err error
+	if buf != nil {
+		data, err = a.tm.ReadScan(loc, block.Array, buf)
+	} else {
+		data, err = a.tm.Read(loc, block.Array)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -186,13 +199,14 @@ func (a *Array) readBlock(loc uint64) (*Block, error) {
 	return b, nil
 }
 
-// lookupBlock returns array block bi.
-func (a *Array) lookupBlock(root, bi uint64) (*Block, error) {
+// lookupBlock returns array block bi; with buf, read for a scan (see
+// readBlockInto).
+func (a *Array) lookupBlock(root, bi uint64, buf []byte) (*Block, error) {
 	loc, err := a.lookupLoc(root, bi)
 	if err != nil {
 		return nil, err
 	}
-	return a.readBlock(loc)
+	return a.readBlockInto(loc, buf)
 }
 
 // errShort is the internal error for an index past the entries of array

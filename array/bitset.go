@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/era-go/era/block"
 	"github.com/era-go/era/transaction"
 )
 
@@ -196,9 +197,10 @@ func (b *Bitset) ReadWords(root, nrBits, begin, end uint64) ([]uint64, error) {
 	}
 	words := make([]uint64, 0, end-begin)
 	perBlock := uint64(b.a.max)
+	buf := make([]byte, block.Size) // a scan: blocks not cached are read here, not cached
 	for i := begin; i < end; {
 		bi := i / perBlock
-		blk, err := b.a.lookupBlock(root, bi)
+		blk, err := b.a.lookupBlock(root, bi, buf)
 		if err != nil {
 			return nil, b.a.explain(root, i, err)
 		}

@@ -24,6 +24,7 @@ func (a *Array) Iterate(root, length uint64, fn func(i uint64, v []byte) error) 
 	next := uint64(0)
 	stopped := false
 	scratch := make([]byte, a.valueSize)
+	buf := make([]byte, block.Size) // a scan: blocks not cached are read here, not cached
 	err := a.tree.Iterate(root, 0, func(key uint64, value []byte) error {
 		if key != next {
 			return block.Corruptf(root, block.Node.Name, "array btree has key %d where block %d was expected", key, next)
@@ -35,7 +36,7 @@ func (a *Array) Iterate(root, length uint64, fn func(i uint64, v []byte) error) 
 			return block.Corruptf(root, block.Node.Name, "array btree value of %d bytes", len(value))
 		}
 		loc := binary.LittleEndian.Uint64(value)
-		b, err := a.readBlock(loc)
+		b, err := a.readBlockInto(loc, buf)
 		if err != nil {
 			return err
 		}
@@ -117,11 +118,15 @@ func (a *Array) IterateRange(root, length, begin, end uint64, fn func(i uint64, 
 	if begin > end || end > length {
 		return fmt.Errorf("values [%d, %d) of a %d-value array: %w", begin, end, length, ErrOutOfRange)
 	}
+	if begin == 0 && end == length { // one walk of the btree beats a lookup per block
+		return a.Iterate(root, length, fn)
+	}
 	scratch := make([]byte, a.valueSize)
+	buf := make([]byte, block.Size) // a scan: blocks not cached are read here, not cached
 	per := uint64(a.max)
 	for i := begin; i < end; {
 		bi := i / per
-		blk, err := a.lookupBlock(root, bi)
+		blk, err := a.lookupBlock(root, bi, buf)
 		if err != nil {
 			return a.explain(root, i, err)
 		}

@@ -113,6 +113,37 @@ func (m *Manager) Read(loc uint64, k *Kind) ([]byte, error) {
 	return data, nil
 }
 
+// ReadScan is Read for a scan that reads each block once: a block not in the
+// cache is read into buf (Size bytes, reused by the caller from block to
+// block) and validated, but not cached, so that a long scan neither evicts
+// the blocks in use nor allocates a buffer per block. A cached block is
+// returned from the cache. The returned buffer must not be modified, and
+// is valid only until buf is reused.
+func (m *Manager) ReadScan(loc uint64, k *Kind, buf []byte) ([]byte, error) {
+	if loc >= m.nrBlocks {
+		return nil, Corruptf(loc, k.Name, "location beyond the end of the metadata device (%d blocks)", m.nrBlocks)
+	}
+	m.mu.Lock()
+	_, cached := m.items[loc]
+	m.mu.Unlock()
+	if cached {
+		return m.Read(loc, k)
+	}
+	buf = buf[:Size]
+	n, err := m.store.ReadAt(buf, int64(loc)*Size)
+	m.reads.Add(1)
+	if n != Size {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("block %d: read: %w", loc, err)
+	}
+	if err := k.Validate(buf, loc); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
 // ReadRaw reads block loc without validating it or caching it.
 func (m *Manager) ReadRaw(loc uint64) ([]byte, error) {
 	if loc >= m.nrBlocks {

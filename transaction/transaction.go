@@ -89,6 +89,19 @@ func (tm *Manager) Read(loc uint64, k *block.Kind) ([]byte, error) {
 	return tm.bm.Read(loc, k)
 }
 
+// ReadScan is Read for a scan that reads each block once (see
+// block.Manager.ReadScan): buf holds a block read from the store, and is
+// reused by the caller from block to block.
+func (tm *Manager) ReadScan(loc uint64, k *block.Kind, buf []byte) ([]byte, error) {
+	if d, ok := tm.dirty[loc]; ok {
+		if d.kind != k {
+			return nil, block.Corruptf(loc, k.Name, "block is in use as a %s", d.kind.Name)
+		}
+		return d.data, nil
+	}
+	return tm.bm.ReadScan(loc, k, buf)
+}
+
 // New allocates a zeroed block of kind k, recorded as created in this
 // transaction. The returned buffer may be changed until the next Flush.
 func (tm *Manager) New(k *block.Kind) (uint64, []byte, error) {
