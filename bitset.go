@@ -26,6 +26,9 @@ type writeset struct {
 	chunks   []atomic.Pointer[chunk]
 	nbits    uint64
 	inflight atomic.Int64
+	// pit is the point-in-time snapshot held in the writeset's era, if
+	// any: a write must copy the blocks it has not copied yet first.
+	pit *pointInTime
 }
 
 // Chunks of a writeset: chunkBits blocks, 8 KiB of words.

@@ -96,6 +96,9 @@ type Device struct {
 	bm      *block.Manager // md's block manager, for Stats
 	failure error          // why the device failed, in stateFailed
 	owner   *Snapshot      // the handle that owns the held snapshot, if any
+	// pit is the held point-in-time snapshot, if any; the writesets of
+	// its eras point at it too.
+	pit atomic.Pointer[pointInTime]
 
 	// status is the status as of the last commit, read without locks.
 	status atomic.Pointer[Status]
@@ -204,6 +207,17 @@ func Open(meta, origin interface {
 			return nil, err
 		}
 	}
+	// A point-in-time snapshot's data index died with the process that
+	// held it: its metadata snapshot cannot be trusted as an image.
+	lostPIT, lostEra, err := md.pitSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	if lostPIT {
+		if err := md.dropSnapshot(); err != nil {
+			return nil, fmt.Errorf("drop the point-in-time snapshot of era %d: %w", lostEra, err)
+		}
+	}
 	oldBlocks := uint64(md.sb.NrBlocks)
 	if err := md.resize(uint32(nrBlocks)); err != nil {
 		return nil, err
@@ -249,6 +263,9 @@ func Open(meta, origin interface {
 	d.cur.Store(ws)
 	d.committed()
 	d.digesting.Store(md.backlog > 0)
+	if lostPIT {
+		d.emit(Event{Kind: EventSnapshotLost, Era: lostEra})
+	}
 	go d.digestLoop()
 	d.kickDigest()
 	return d, nil
@@ -411,6 +428,9 @@ func (d *Device) write(off int64, n int, do func() (int, error)) (int, error) {
 		// Re-check after announcing the write: a checkpoint swaps the
 		// writeset, then waits for the old one's writes to drain.
 		if d.cur.Load() == ws && ws.allSet(lo, hi) {
+			if p := ws.pit; p != nil && !p.copied.allSet(lo, hi) {
+				p.preserve(lo, hi)
+			}
 			n, err := do()
 			ws.inflight.Add(-1)
 			return n, err
@@ -571,7 +591,7 @@ func (d *Device) rollover(snap *Snapshot) (uint32, error) {
 		err = d.md.rollover()
 	}
 	if err == nil && snap != nil {
-		err = d.md.takeSnapshot()
+		err = d.md.takeSnapshot(snap.pit != nil)
 	}
 	if err != nil {
 		err = d.abort(err)
@@ -588,7 +608,12 @@ func (d *Device) rollover(snap *Snapshot) (uint32, error) {
 		if snap.owned {
 			d.owner = snap
 		}
+		if snap.pit != nil {
+			snap.pit.era = era
+			d.pit.Store(snap.pit)
+		}
 	}
+	next.pit = d.pit.Load()
 	old := d.cur.Swap(next)
 	d.digesting.Store(true)
 	d.retireMu.Lock()
@@ -597,6 +622,9 @@ func (d *Device) rollover(snap *Snapshot) (uint32, error) {
 	d.mu.Unlock()
 	d.kickDigest()
 	d.retire(old)
+	if snap != nil && snap.pit != nil {
+		close(snap.pit.ready) // the snapshot's moment: copies may begin
+	}
 	return era, nil
 }
 
@@ -669,6 +697,9 @@ func (d *Device) dropSnapshot(owner *Snapshot) error {
 		return err
 	}
 	d.owner = nil
+	if p := d.pit.Swap(nil); p != nil {
+		p.release()
+	}
 	d.kickDigest() // the snapshot may have held the space the digest needs
 	return nil
 }
@@ -732,8 +763,9 @@ func (d *Device) Sync() error {
 	return nil
 }
 
-// Close archives the current writeset, digests the backlog down to its
-// bound, stops the background digest, commits and releases the metadata
+// Close archives the current writeset, drops a held point-in-time
+// snapshot (its copies live in this process), digests the backlog down to
+// its bound, stops the background digest, commits and releases the metadata
 // store; nothing is written after that final commit. Every call after
 // Close returns ErrClosed (or, for the methods without an error, the zero
 // value: Status, CurrentEra, ChangeID).
@@ -753,6 +785,15 @@ func (d *Device) Close() error {
 	defer d.unlock()
 	if prev == stateFailed {
 		return fmt.Errorf("device had failed (%v): %w", d.failure, ErrReadOnly)
+	}
+	if p := d.pit.Swap(nil); p != nil {
+		// Its copies live in this process only: drop it, as the next
+		// Open would.
+		p.release()
+		if err := d.md.dropSnapshot(); err != nil {
+			return err
+		}
+		d.owner = nil
 	}
 	if err := d.md.archive(); err != nil {
 		return err

@@ -59,4 +59,12 @@ var (
 	// drop_metadata_snap message) when the held snapshot belongs to a
 	// Snapshot handle, which alone may drop it.
 	ErrSnapshotOwned = errors.New("metadata snapshot is owned by a Snapshot handle")
+	// ErrSnapshotOverflow is returned by the reads of a point-in-time
+	// snapshot that failed to preserve a block: its difference store
+	// filled up or a copy to it failed. The device and its tracking are
+	// unharmed.
+	ErrSnapshotOverflow = errors.New("point-in-time snapshot overflowed its difference store")
+	// ErrNoData is returned by the reads of a snapshot that preserves no
+	// data (TakeSnapshot, HoldSnapshot: metadata only).
+	ErrNoData = errors.New("snapshot preserves metadata only")
 )

@@ -27,6 +27,14 @@ const (
 	// EventSlowCommit: a commit took Config.SlowCommit or more. Took is how
 	// long.
 	EventSlowCommit
+	// EventSnapshotOverflow: the point-in-time snapshot of era Era could
+	// not preserve a block (its difference store is full, or a copy
+	// failed) and failed; writes and tracking go on. Err says why.
+	EventSnapshotOverflow
+	// EventSnapshotLost: Open found the metadata snapshot of a
+	// point-in-time snapshot (of era Era) whose holder crashed, and
+	// dropped it: its preserved data is gone. Tracking lost nothing.
+	EventSnapshotLost
 )
 
 // String names the kind.
@@ -42,6 +50,10 @@ func (k EventKind) String() string {
 		return "digest backlog at its bound"
 	case EventSlowCommit:
 		return "slow commit"
+	case EventSnapshotOverflow:
+		return "point-in-time snapshot overflowed"
+	case EventSnapshotLost:
+		return "point-in-time snapshot lost in a crash"
 	}
 	return "unknown"
 }
@@ -53,6 +65,7 @@ type Event struct {
 	Used, Total uint64        // EventUsage: metadata blocks
 	Backlog     int           // EventBacklog
 	Took        time.Duration // EventSlowCommit
+	Era         uint32        // EventSnapshotOverflow, EventSnapshotLost
 }
 
 // emit reports an event to the configured hook and logger.
@@ -69,6 +82,10 @@ func (d *Device) emit(e Event) {
 		switch e.Kind {
 		case EventFailed, EventNoSpace:
 			attrs = append(attrs, slog.Any("error", e.Err))
+		case EventSnapshotOverflow:
+			attrs = append(attrs, slog.Uint64("era", uint64(e.Era)), slog.Any("error", e.Err))
+		case EventSnapshotLost:
+			attrs = append(attrs, slog.Uint64("era", uint64(e.Era)))
 		case EventUsage:
 			attrs = append(attrs, slog.Uint64("used_blocks", e.Used), slog.Uint64("total_blocks", e.Total))
 		case EventBacklog:

@@ -1,6 +1,9 @@
 package era
 
-import "fmt"
+import (
+	"fmt"
+	"io"
+)
 
 // Snapshot is a held metadata snapshot: a read-only copy of the metadata as
 // of the era change that took it, which the kernel's tools and other
@@ -14,6 +17,7 @@ type Snapshot struct {
 	era   uint32
 	loc   uint64 // the clone's block
 	owned bool
+	pit   *pointInTime // a point-in-time snapshot's data, else nil
 }
 
 // HoldSnapshot starts a new era, as TakeSnapshot does, and returns the
@@ -50,7 +54,38 @@ func (s *Snapshot) View() (*View, error) {
 	return v, nil
 }
 
-// Release drops the snapshot. ErrNoSnapshot if it is no longer held.
+// ReadAt reads the image as it was when the snapshot was taken, for a
+// point-in-time snapshot (HoldPointInTime); ErrNoData for a metadata-only
+// one. It fails with ErrSnapshotOverflow once the snapshot has failed and
+// ErrSnapshotDropped once it is released. It is safe for concurrent use,
+// with writes to the device going on.
+func (s *Snapshot) ReadAt(p []byte, off int64) (int, error) {
+	if s.pit == nil {
+		return 0, fmt.Errorf("snapshot of era %d: %w", s.era, ErrNoData)
+	}
+	return s.pit.readAt(p, off)
+}
+
+// Size returns the size in bytes of the image ReadAt reads: the origin's.
+func (s *Snapshot) Size() int64 { return s.d.size }
+
+// PointInTime reports whether the snapshot preserves data (ReadAt).
+func (s *Snapshot) PointInTime() bool { return s.pit != nil }
+
+// Err returns nil while a point-in-time snapshot can be read, and the
+// error its reads would return once it cannot (ErrSnapshotOverflow,
+// ErrSnapshotDropped). A metadata-only snapshot returns nil.
+func (s *Snapshot) Err() error {
+	if s.pit == nil {
+		return nil
+	}
+	return s.pit.Err()
+}
+
+var _ io.ReaderAt = (*Snapshot)(nil)
+
+// Release drops the snapshot, and frees a point-in-time snapshot's
+// difference store. ErrNoSnapshot if it is no longer held.
 func (s *Snapshot) Release() error {
 	return s.d.dropSnapshot(s)
 }

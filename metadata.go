@@ -344,8 +344,9 @@ func (md *metadata) markRange(lo, hi uint64) error {
 
 // takeSnapshot clones the in-core superblock and takes a reference on its
 // two trees (format.md §7.9). The caller rolls over first and commits
-// after, in one commit (the kernel commits between the two).
-func (md *metadata) takeSnapshot() error {
+// after, in one commit (the kernel commits between the two). pit marks the
+// clone as a point-in-time snapshot's (see pitMark).
+func (md *metadata) takeSnapshot(pit bool) error {
 	if md.sb.MetadataSnap != 0 {
 		return ErrSnapshotExists
 	}
@@ -357,6 +358,9 @@ func (md *metadata) takeSnapshot() error {
 	clone.Blocknr = loc
 	clone.MetadataSnap = 0
 	clone.Encode(data)
+	if pit {
+		copy(data[pitMarkOff:], pitMark)
+	}
 	if err := md.tm.Inc(md.sb.WritesetTreeRoot); err != nil {
 		return err
 	}
@@ -365,6 +369,24 @@ func (md *metadata) takeSnapshot() error {
 	}
 	md.sb.MetadataSnap = loc
 	return nil
+}
+
+// pitSnapshot reports whether the held metadata snapshot is a
+// point-in-time snapshot's, and the era that began with it.
+func (md *metadata) pitSnapshot() (bool, uint32, error) {
+	loc := md.sb.MetadataSnap
+	if loc == 0 {
+		return false, 0, nil
+	}
+	data, err := md.tm.Read(loc, block.Superblock)
+	if err != nil {
+		return false, 0, fmt.Errorf("read metadata snapshot: %w", err)
+	}
+	clone, err := DecodeSuperblock(loc, data)
+	if err != nil {
+		return false, 0, err
+	}
+	return bytes.Equal(data[pitMarkOff:pitMarkOff+len(pitMark)], pitMark), clone.CurrentEra, nil
 }
 
 // dropSnapshot releases the clone's trees and the clone itself.

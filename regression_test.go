@@ -272,7 +272,7 @@ func TestFix_RefcountUnderflowOnSharedRootCollapse(t *testing.T) {
 	if err := d.md.rollover(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.md.takeSnapshot(); err != nil {
+	if err := d.md.takeSnapshot(false); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.commit(); err != nil {

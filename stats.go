@@ -35,13 +35,20 @@ type Stats struct {
 	// CommitTotal and CommitMax are the summed and the longest commit
 	// durations (CommitTotal/Commits: the mean).
 	CommitTotal, CommitMax time.Duration
+
+	// A held point-in-time snapshot (SnapshotHeld): SnapshotCopied blocks
+	// copied to its difference store, SnapshotBytes bytes of SnapshotLimit
+	// (0: no bound); SnapshotFailed once it overflowed.
+	SnapshotHeld, SnapshotFailed bool
+	SnapshotCopied               uint64
+	SnapshotBytes, SnapshotLimit int64
 }
 
 // Stats returns the counts so far. It takes no lock the write path needs.
 func (d *Device) Stats() Stats {
 	bm := d.bm.Stats()
 	st := d.status.Load()
-	return Stats{
+	s := Stats{
 		Commits:         d.commits.Load(),
 		FirstWrites:     d.marks.requests.Load(),
 		MarkCommits:     d.markCommits.Load(),
@@ -58,4 +65,12 @@ func (d *Device) Stats() Stats {
 		CommitTotal:     time.Duration(d.commitNanos.Load()),
 		CommitMax:       time.Duration(d.maxCommitNanos.Load()),
 	}
+	if p := d.pit.Load(); p != nil {
+		s.SnapshotHeld = true
+		s.SnapshotFailed = p.state.Load() == pitFailed
+		s.SnapshotCopied = p.copiedBlocks()
+		s.SnapshotBytes = int64(s.SnapshotCopied * p.blockBytes)
+		s.SnapshotLimit = int64(p.maxSlots * p.blockBytes)
+	}
+	return s
 }
