@@ -231,56 +231,97 @@ func (p *pointInTime) readAt(buf []byte, off int64) (int, error) {
 	if int64(want) > p.size-off {
 		buf = buf[:p.size-off]
 	}
-	done := 0
-	for done < len(buf) {
-		pos := off + int64(done)
-		b := uint64(pos) / p.blockBytes
-		in := uint64(pos) % p.blockBytes
-		piece := buf[done:min(len(buf), done+int(p.blockBytes-in))]
-		if err := p.readBlock(b, in, piece); err != nil {
-			return done, err
-		}
-		done += len(piece)
+	if err := p.readRange(buf, off); err != nil {
+		return 0, err
 	}
 	// A write that overwrote a block without copying it (the snapshot
 	// failed meanwhile) may have changed what was read.
 	if err := p.Err(); err != nil {
 		return 0, err
 	}
-	if done < want {
-		return done, io.EOF
+	if len(buf) < want {
+		return len(buf), io.EOF
 	}
-	return done, nil
+	return len(buf), nil
 }
 
-// readBlock reads piece from block b at offset in, from its copy if it
-// has one, else from the origin. A copy made during the origin read means
-// the block may have been overwritten meanwhile: it is read again from
-// the copy, which the copier wrote before any overwrite.
-func (p *pointInTime) readBlock(b, in uint64, piece []byte) error {
-	for try := 0; ; try++ {
+// readRange reads buf at off, within the image: each run of blocks not
+// copied in one origin read, each copied block from its copy. A block
+// copied during the origin read may have been overwritten meanwhile: it
+// is read again from its copy, which was written before any overwrite.
+func (p *pointInTime) readRange(buf []byte, off int64) error {
+	bb := int64(p.blockBytes)
+	for done := 0; done < len(buf); {
+		pos := off + int64(done)
+		b := uint64(pos / bb)
+		last := uint64((off + int64(len(buf)) - 1) / bb)
 		if p.copied.test(b) {
-			p.slotsMu.RLock()
-			slot, ok := p.slots[b]
-			p.slotsMu.RUnlock()
-			if !ok {
-				return p.Err()
+			// The run of blocks copied to consecutive slots from b on.
+			slot, err := p.slotOf(b)
+			if err != nil {
+				return err
 			}
-			if _, err := p.diff.ReadAt(piece, int64(slot*p.blockBytes+in)); err != nil && !errors.Is(err, io.EOF) {
+			end := b + 1
+			for end <= last && p.copied.test(end) {
+				if s, err := p.slotOf(end); err != nil || s != slot+(end-b) {
+					break
+				}
+				end++
+			}
+			n := min(len(buf)-done, int(int64(end)*bb-pos))
+			at := int64(slot*p.blockBytes) + pos%bb
+			if _, err := p.diff.ReadAt(buf[done:done+n], at); err != nil && !errors.Is(err, io.EOF) {
 				return fmt.Errorf("read block %d from the difference store: %w", b, err)
 			}
-			return nil
+			done += n
+			continue
 		}
-		if try > 0 {
-			return errors.New("era: point-in-time block vanished") // cannot happen: copies are never undone
+		// The run of blocks not copied from b on.
+		end := b + 1
+		for end <= last && !p.copied.test(end) {
+			end++
 		}
-		if _, err := p.d.origin.ReadAt(piece, int64(b*p.blockBytes+in)); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read origin block %d: %w", b, err)
+		n := min(len(buf)-done, int(int64(end)*bb-pos))
+		piece := buf[done : done+n]
+		if _, err := p.d.origin.ReadAt(piece, pos); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read origin at %d: %w", pos, err)
 		}
-		if !p.copied.test(b) {
-			return nil
+		for c := b; c < end; c++ {
+			if !p.copied.test(c) {
+				continue
+			}
+			lo := max(pos, int64(c)*bb)
+			hi := min(pos+int64(n), int64(c+1)*bb)
+			if err := p.readCopy(c, uint64(lo%bb), piece[lo-pos:hi-pos]); err != nil {
+				return err
+			}
 		}
+		done += n
 	}
+	return nil
+}
+
+// slotOf returns the slot of copied block b.
+func (p *pointInTime) slotOf(b uint64) (uint64, error) {
+	p.slotsMu.RLock()
+	slot, ok := p.slots[b]
+	p.slotsMu.RUnlock()
+	if !ok { // cannot happen: the caller holds p.mu and b is copied
+		return 0, errors.Join(p.Err(), fmt.Errorf("era: point-in-time copy of block %d vanished", b))
+	}
+	return slot, nil
+}
+
+// readCopy reads piece from the copy of block b, at offset in.
+func (p *pointInTime) readCopy(b, in uint64, piece []byte) error {
+	slot, err := p.slotOf(b)
+	if err != nil {
+		return err
+	}
+	if _, err := p.diff.ReadAt(piece, int64(slot*p.blockBytes+in)); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read block %d from the difference store: %w", b, err)
+	}
+	return nil
 }
 
 // copiedBlocks returns the number of blocks copied to the difference
