@@ -317,6 +317,7 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 		rep.NBD = &n
 	}
 	rep.Rows = rows(rep)
+	rep.Rows = append(rep.Rows, pitRows(rep.PIT)...)
 	rep.AllPass = true
 	for _, r := range rep.Rows {
 		if r.Pass != nil && !*r.Pass {

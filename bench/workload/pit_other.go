@@ -1,0 +1,11 @@
+//go:build !linux
+
+package workload
+
+import "os"
+
+// dropCache only syncs f: other systems keep its pages cached.
+func dropCache(f *os.File) error { return f.Sync() }
+
+// coldReads reports whether dropCache drops pages.
+const coldReads = false
