@@ -32,6 +32,8 @@ type conn struct {
 	noZeroes   bool
 	structured bool
 	contexts   []metaContext
+	ctxEx      *export // the export contexts were selected for
+	ex         *export // the export being served; set under mu
 
 	mu           sync.Mutex // phase changes against stop
 	stopping     bool
@@ -215,8 +217,7 @@ func (c *conn) readEnd(err error, what string) error {
 
 // handle runs one request and sends its reply.
 func (c *conn) handle(r request, payload []byte) {
-	s := c.s
-	b := s.b
+	b := c.ex.b
 	if extra := r.flags &^ allowedFlags[r.typ]; extra != 0 {
 		c.reply(r, errInval, fmt.Sprintf("%s: unsupported flags %#x", commandName(r.typ), extra))
 		return
@@ -228,7 +229,7 @@ func (c *conn) handle(r request, payload []byte) {
 	case r.typ != cmdRead && !writes && r.typ != cmdFlush && r.typ != cmdBlockStatus:
 		c.reply(r, errInval, fmt.Sprintf("%s is not supported", commandName(r.typ)))
 		return
-	case writes && s.opts.ReadOnly:
+	case writes && c.ex.readOnly:
 		c.reply(r, errPerm, "the export is read-only")
 		return
 	case r.typ == cmdFlush:
@@ -245,8 +246,8 @@ func (c *conn) handle(r request, payload []byte) {
 	off := int64(r.offset)
 	switch r.typ {
 	case cmdRead:
-		if r.length > s.opts.MaxPayload {
-			c.reply(r, errInval, fmt.Sprintf("read of %d bytes: the limit is %d", r.length, s.opts.MaxPayload))
+		if r.length > c.s.opts.MaxPayload {
+			c.reply(r, errInval, fmt.Sprintf("read of %d bytes: the limit is %d", r.length, c.s.opts.MaxPayload))
 			return
 		}
 		buf := getBuf(int(r.length))
@@ -290,7 +291,7 @@ func (c *conn) handle(r request, payload []byte) {
 // durable syncs after a successful write with FUA.
 func (c *conn) durable(r request, err error) error {
 	if err == nil && r.flags&cflagFUA != 0 {
-		err = c.s.b.Sync()
+		err = c.ex.b.Sync()
 	}
 	return err
 }
@@ -328,7 +329,7 @@ func (c *conn) blockStatus(r request) {
 	one := r.flags&cflagReqOne != 0
 	chunks := make([][]byte, 0, len(c.contexts))
 	for i, mc := range c.contexts {
-		ext, err := c.s.b.blockStatus(c.ctx, mc, r.offset, r.length, one)
+		ext, err := c.ex.b.blockStatus(c.ctx, mc, r.offset, r.length, one)
 		if err != nil {
 			c.reply(r, errIO, fmt.Sprintf("%s: %v", mc.name, err))
 			return

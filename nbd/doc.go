@@ -3,6 +3,11 @@
 // Block Device server, so that QEMU, the Linux kernel client, libnbd
 // (nbdinfo, nbdcopy) and backup tools read, write and query it.
 //
+// A server has one export from the start (Options.Name) and may offer
+// more for a while (AddExport, RemoveExport): era serve offers a held
+// point-in-time snapshot as a second, read-only export. NBD_OPT_LIST
+// lists them all.
+//
 // # Protocol
 //
 // Fixed newstyle negotiation with the options NBD_OPT_EXPORT_NAME, INFO,

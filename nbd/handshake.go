@@ -75,11 +75,12 @@ func (c *conn) option(opt uint32, data []byte) (done, enter bool, err error) {
 	switch opt {
 	case optExportName:
 		name := string(data)
-		if !s.isExport(name) {
+		ex := s.lookup(name)
+		if ex == nil || !c.enter(ex) {
 			return true, false, fmt.Errorf("export %q unknown: %w", name, ErrProtocol)
 		}
-		b := binary.BigEndian.AppendUint64(nil, uint64(s.b.Size()))
-		b = binary.BigEndian.AppendUint16(b, c.tflags())
+		b := binary.BigEndian.AppendUint64(nil, uint64(ex.b.Size()))
+		b = binary.BigEndian.AppendUint16(b, c.tflags(ex))
 		if !c.noZeroes {
 			b = append(b, make([]byte, 124)...)
 		}
@@ -95,11 +96,13 @@ func (c *conn) option(opt uint32, data []byte) (done, enter bool, err error) {
 		if len(data) != 0 {
 			return false, false, c.optReply(opt, repErrInvalid, []byte("NBD_OPT_LIST takes no data"))
 		}
-		b := binary.BigEndian.AppendUint32(nil, uint32(len(s.opts.Name)))
-		b = append(b, s.opts.Name...)
-		b = append(b, s.opts.Description...)
-		if err := c.optReply(opt, repServer, b); err != nil {
-			return false, false, err
+		for _, ex := range s.exports() {
+			b := binary.BigEndian.AppendUint32(nil, uint32(len(ex.name)))
+			b = append(b, ex.name...)
+			b = append(b, ex.description...)
+			if err := c.optReply(opt, repServer, b); err != nil {
+				return false, false, err
+			}
 		}
 		return false, false, c.optReply(opt, repAck, nil)
 	case optInfo, optGo:
@@ -107,16 +110,20 @@ func (c *conn) option(opt uint32, data []byte) (done, enter bool, err error) {
 		if err != nil {
 			return false, false, c.optReply(opt, repErrInvalid, []byte(err.Error()))
 		}
-		if !s.isExport(g.name) {
+		ex := s.lookup(g.name)
+		if ex == nil || opt == optGo && !c.enter(ex) {
 			return false, false, c.optReply(opt, repErrUnknown, fmt.Appendf(nil, "no export %q", g.name))
 		}
-		if err := c.sendInfo(opt, g); err != nil {
+		if err := c.sendInfo(opt, g, ex); err != nil {
 			return false, false, err
 		}
 		if err := c.optReply(opt, repAck, nil); err != nil {
 			return false, false, err
 		}
 		if opt == optGo {
+			if c.ctxEx != ex { // contexts were selected for another export
+				c.contexts = nil
+			}
 			return true, true, nil
 		}
 		return false, false, nil
@@ -146,7 +153,8 @@ func (c *conn) metaOption(opt uint32, data []byte) error {
 	if err != nil {
 		return c.optReply(opt, repErrInvalid, []byte(err.Error()))
 	}
-	if !c.s.isExport(m.name) {
+	ex := c.s.lookup(m.name)
+	if ex == nil {
 		return c.optReply(opt, repErrUnknown, fmt.Appendf(nil, "no export %q", m.name))
 	}
 	reply := func(id uint32, name string) error {
@@ -154,31 +162,31 @@ func (c *conn) metaOption(opt uint32, data []byte) error {
 		return c.optReply(opt, repMetaContext, append(b, name...))
 	}
 	if opt == optListMetaContext {
-		for _, name := range c.s.b.listContexts(m.queries) {
+		for _, name := range ex.b.listContexts(m.queries) {
 			if err := reply(0, name); err != nil {
 				return err
 			}
 		}
 		return c.optReply(opt, repAck, nil)
 	}
-	sel := c.s.b.selectContexts(m.queries)
+	sel := ex.b.selectContexts(m.queries)
 	for i, mc := range sel {
 		if err := reply(uint32(i+1), mc.name); err != nil {
 			return err
 		}
 	}
-	c.contexts = sel
+	c.contexts, c.ctxEx = sel, ex
 	return c.optReply(opt, repAck, nil)
 }
 
 // sendInfo sends the NBD_REP_INFO replies of NBD_OPT_INFO or NBD_OPT_GO:
 // always the export and the block sizes, the name and description when
 // asked.
-func (c *conn) sendInfo(opt uint32, g goRequest) error {
+func (c *conn) sendInfo(opt uint32, g goRequest, ex *export) error {
 	s := c.s
 	b := binary.BigEndian.AppendUint16(nil, infoExport)
-	b = binary.BigEndian.AppendUint64(b, uint64(s.b.Size()))
-	b = binary.BigEndian.AppendUint16(b, c.tflags())
+	b = binary.BigEndian.AppendUint64(b, uint64(ex.b.Size()))
+	b = binary.BigEndian.AppendUint16(b, c.tflags(ex))
 	if err := c.optReply(opt, repInfo, b); err != nil {
 		return err
 	}
@@ -193,10 +201,10 @@ func (c *conn) sendInfo(opt uint32, g goRequest) error {
 		switch {
 		case info == infoName:
 			b = binary.BigEndian.AppendUint16(nil, infoName)
-			b = append(b, s.opts.Name...)
-		case info == infoDescription && s.opts.Description != "":
+			b = append(b, ex.name...)
+		case info == infoDescription && ex.description != "":
 			b = binary.BigEndian.AppendUint16(nil, infoDescription)
-			b = append(b, s.opts.Description...)
+			b = append(b, ex.description...)
 		default:
 			continue
 		}
@@ -219,24 +227,25 @@ func (c *conn) optReply(opt, typ uint32, data []byte) error {
 	return c.bw.Flush()
 }
 
-// isExport reports whether a client's export name selects the export.
-// There is one export, so contexts selected under either of its names
-// (its own or the default "") stand for it.
-func (s *Server) isExport(name string) bool {
-	return name == "" || name == s.opts.Name
+// enter makes ex the connection's export, unless it has been removed.
+func (c *conn) enter(ex *export) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ex = ex
+	return !ex.removed.Load() // RemoveExport sets it, then looks at c.ex
 }
 
-// tflags are the transmission flags of this connection.
-func (c *conn) tflags() uint16 {
+// tflags are the transmission flags of this connection to ex.
+func (c *conn) tflags(ex *export) uint16 {
 	f := uint16(tflagHasFlags | tflagSendFlush | tflagSendFUA | tflagCanMultiConn)
 	if c.structured {
 		f |= tflagSendDF
 	}
-	if c.s.opts.ReadOnly {
+	if ex.readOnly {
 		return f | tflagReadOnly
 	}
 	f |= tflagSendWriteZeroes | tflagSendFastZero
-	if c.s.b.fastZero {
+	if ex.b.fastZero {
 		f |= tflagSendTrim
 	}
 	return f

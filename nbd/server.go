@@ -58,12 +58,15 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Server serves one export of a Backend over NBD, to any number of
+// Server serves an export of a Backend over NBD (and any added with
+// AddExport), to any number of
 // connections at once (up to MaxConnections), each handling its requests
 // concurrently and answering them in any order.
 type Server struct {
-	b    *backend
-	opts Options
+	b     *backend
+	opts  Options
+	main  *export            // the export of b and opts
+	extra map[string]*export // added with AddExport; under mu
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -90,12 +93,15 @@ func NewServer(b Backend, opts Options) *Server {
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	return &Server{
+	s := &Server{
 		b:         resolve(b),
 		opts:      opts,
+		extra:     map[string]*export{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}
+	s.main = &export{name: opts.Name, description: opts.Description, readOnly: opts.ReadOnly, b: s.b}
+	return s
 }
 
 // Name returns the export name.
