@@ -44,6 +44,15 @@ type controlStatus struct {
 	Commits      uint64 `json:"commits"`
 	MetadataPath string `json:"metadata"`
 	ImagePath    string `json:"image"`
+
+	// A point-in-time snapshot held (--snapshot-store): its export, its
+	// era, the blocks and bytes copied to the difference store, and why it
+	// failed, if it did.
+	SnapshotExport string `json:"snapshot_export,omitempty"`
+	SnapshotEra    uint32 `json:"snapshot_era,omitempty"`
+	SnapshotCopied uint64 `json:"snapshot_copied_blocks,omitempty"`
+	SnapshotBytes  int64  `json:"snapshot_bytes,omitempty"`
+	SnapshotError  string `json:"snapshot_error,omitempty"`
 }
 
 // controlHandler answers one request line.

@@ -112,6 +112,14 @@ func runStatusControl(c *cmdEnv, args []string) int {
 	} else {
 		row("metadata snapshot", "none")
 	}
+	if s.SnapshotExport != "" {
+		state := "good"
+		if s.SnapshotError != "" {
+			state = "FAILED: " + s.SnapshotError
+		}
+		row("point-in-time snapshot", "export %s, image as of era %d; %d blocks (%s) in the difference store; %s",
+			s.SnapshotExport, s.SnapshotEra, s.SnapshotCopied, humanBytes(uint64(s.SnapshotBytes)), state)
+	}
 	row("read-only", "%v", s.ReadOnly)
 	row("connections", "%d", s.Connections)
 	row("commits", "%d", s.Commits)

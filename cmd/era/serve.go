@@ -19,7 +19,7 @@ import (
 
 var serveCommand = &command{
 	name:     "serve",
-	synopsis: "serve --meta FILE --image FILE [--block-sectors N] [--format] [--name EXPORT] [--socket PATH | --listen HOST:PORT] [--control PATH] [--read-only]",
+	synopsis: "serve --meta FILE --image FILE [--block-sectors N] [--format] [--name EXPORT] [--socket PATH | --listen HOST:PORT] [--control PATH] [--snapshot-store FILE] [--read-only]",
 	summary:  "serve an image over NBD, tracking its writes by era",
 	help: `Opens the era device over the metadata FILE and the image FILE and serves
 it as an NBD export, so QEMU, the kernel's nbd client, libnbd tools and
@@ -43,6 +43,13 @@ Options:
                          era.sock next to the metadata)
       --listen HOST:PORT serve on TCP, on that address only
       --control PATH     answer era message and era status on a unix socket
+      --snapshot-store FILE
+                         take_metadata_snap takes a point-in-time snapshot,
+                         with FILE (created, truncated) as its difference
+                         store, and offers the image as of the snapshot as
+                         the read-only export NAME@snapshot, with the same
+                         meta contexts answered from the snapshot's
+                         metadata, until drop_metadata_snap
       --read-only        refuse writes
   -h, --help             show this help
   -V, --version          show the version
@@ -62,6 +69,7 @@ func runServe(c *cmdEnv, args []string) int {
 	listen := fs.String("listen", "", "")
 	control := fs.String("control", "", "")
 	readOnly := fs.Bool("read-only", false, "")
+	snapStore := fs.String("snapshot-store", "", "")
 	if _, status, done := c.parse(fs, help, ver, args, 0); done {
 		return status
 	}
@@ -76,6 +84,13 @@ func runServe(c *cmdEnv, args []string) int {
 		return c.usage("the export name must be 1 to 4096 bytes")
 	case sectors.set && (sectors.v == 0 || sectors.v%8 != 0):
 		return c.usage("--block-sectors must be a positive multiple of 8")
+	case *snapStore != "" && *control == "":
+		return c.usage("--snapshot-store needs --control (take_metadata_snap comes through it)")
+	}
+	if *snapStore != "" {
+		if abs, err := filepath.Abs(*snapStore); err == nil {
+			*snapStore = abs
+		}
 	}
 	if *sock == "" && *listen == "" {
 		*sock = filepath.Join(filepath.Dir(*meta), "era.sock")
@@ -129,12 +144,16 @@ func runServe(c *cmdEnv, args []string) int {
 		},
 	})
 
+	var pit *pitServer
+	if *snapStore != "" {
+		pit = &pitServer{d: d, srv: srv, path: *snapStore, export: *name + snapshotSuffix}
+	}
 	var cs *controlServer
 	if *control != "" {
 		abs, err := filepath.Abs(*control)
 		if err == nil {
 			cs, err = serveControl(abs, func(line string) controlReply {
-				return controlAnswer(d, srv, line, &controlStatus{
+				return controlAnswer(d, srv, pit, line, &controlStatus{
 					URI: uri, Export: *name, ReadOnly: *readOnly, MetadataPath: *meta, ImagePath: *image,
 				})
 			})
@@ -169,6 +188,9 @@ func runServe(c *cmdEnv, args []string) int {
 	}
 	if cs != nil {
 		cs.close()
+	}
+	if pit != nil && pit.held() {
+		pit.drop() // the device's Close would drop it too
 	}
 	err = errors.Join(ignoreClosed(serveErr), shutErr, closeDevice())
 	if err != nil {
@@ -223,16 +245,26 @@ func openServed(meta, image string, sectors uint32Flag, format, readOnly bool) (
 }
 
 // controlAnswer runs one control request against the device.
-func controlAnswer(d *era.Device, srv *nbd.Server, line string, st *controlStatus) controlReply {
+// With pit (--snapshot-store) the snapshot messages take and drop
+// point-in-time snapshots.
+func controlAnswer(d *era.Device, srv *nbd.Server, pit *pitServer, line string, st *controlStatus) controlReply {
 	var began uint32
 	var err error
 	switch strings.ToLower(line) {
 	case "checkpoint":
 		began, err = d.Checkpoint()
 	case "take_metadata_snap":
-		began, err = d.TakeSnapshot()
+		if pit != nil {
+			began, err = pit.take()
+		} else {
+			began, err = d.TakeSnapshot()
+		}
 	case "drop_metadata_snap":
-		err = d.DropSnapshot()
+		if pit != nil && pit.held() {
+			err = pit.drop()
+		} else {
+			err = d.DropSnapshot()
+		}
 		began = d.CurrentEra()
 	case "status":
 		s := *st
@@ -241,6 +273,9 @@ func controlAnswer(d *era.Device, srv *nbd.Server, line string, st *controlStatu
 		s.CurrentEra, s.Snapshot, s.DMStatus = dm.CurrentEra, dm.Held, dm.String()
 		s.Connections = srv.Connections()
 		s.Commits = d.Stats().Commits
+		if pit != nil {
+			pit.status(&s)
+		}
 		return controlReply{Era: s.CurrentEra, ChangeID: changeID(d, s.CurrentEra), Status: &s}
 	default:
 		return controlReply{Error: fmt.Sprintf("unknown request %q: want checkpoint, take_metadata_snap, drop_metadata_snap or status", line)}
