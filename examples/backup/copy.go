@@ -31,7 +31,9 @@ type Source struct {
 	// Meta is the metadata store; OpenSnapshot reads the held snapshot
 	// from it.
 	Meta io.ReaderAt
-	// Origin is the image. Nil with a Device: the Device itself.
+	// Origin is the image. Nil with a Device: the Device's point-in-time
+	// snapshot, which makes the backup consistent. Given with a Device,
+	// the backup takes a metadata snapshot only and reads Origin.
 	Origin io.ReaderAt
 	// Size is the image size in bytes. 0 with a Device: Device.Size().
 	Size int64
@@ -55,6 +57,11 @@ type Options struct {
 	// listed: for throwaway repositories (the demo, tests) only. The
 	// manifest is synced regardless.
 	NoSync bool
+	// Freeze, in-process, is called just before the point-in-time
+	// snapshot is taken, and the function it returns (thaw) just after,
+	// as fsfreeze brackets a snapshot; nil: none. The demo uses it to
+	// note the image at the snapshot.
+	Freeze func() (thaw func())
 }
 
 // Result is what Backup did.
@@ -81,11 +88,15 @@ type Result struct {
 // copy succeeded and only dropping the snapshot failed, the backup is
 // recorded and its Result comes with the error.
 //
-// Blocks are read from the live image: a block the owner writes after the
-// snapshot may be copied with its newer data. Its era is the snapshot's or
-// later, so the next incremental copies it again; for a backup that is
-// exact to the snapshot, pause writes (or snapshot the image) while it
-// runs.
+// In-process (without Source.Origin), the snapshot is a point-in-time one (era's
+// HoldPointInTime, with a difference store in the repository, removed
+// afterwards): the blocks are read as they were at the snapshot while
+// writes go on, and the backup is consistent (Backup.Consistent). Over
+// NBD the same holds when era serve runs with --snapshot-store and offers
+// NAME@snapshot. Otherwise (external mode, or era serve without it) the
+// blocks are read from the live image: a block written after the snapshot
+// may be copied with its newer data; its era is the snapshot's or later,
+// so the next incremental copies it again.
 func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (res *Result, err error) {
 	if kind != Full && kind != Incremental {
 		return nil, fmt.Errorf("backup kind %q: want %q or %q", kind, Full, Incremental)
@@ -94,10 +105,12 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		return r.backupNBD(ctx, kind, src.NBD, opt)
 	}
 	mode := "external"
+	var pit *era.Snapshot // in-process: the point-in-time snapshot read
+	usePIT := false
 	if d := src.Device; d != nil {
 		mode = "device"
 		if src.Origin == nil {
-			src.Origin = d
+			src.Origin, usePIT = d, true
 		}
 		if src.Size == 0 {
 			src.Size = d.Size()
@@ -150,17 +163,38 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 				return nil, eraBackwards(st.CurrentEra, prev)
 			}
 		}
-		if _, err := d.TakeSnapshot(); err != nil {
-			return nil, fmt.Errorf("take metadata snapshot: %w", err)
-		}
-		defer func() {
-			if derr := d.DropSnapshot(); derr != nil {
-				err = errors.Join(err, fmt.Errorf("drop metadata snapshot: %w", derr))
+		if usePIT {
+			snap, release, err := r.holdPointInTime(d, opt)
+			if err != nil {
+				return nil, err
 			}
-		}()
+			defer func() {
+				if derr := release(); derr != nil {
+					err = errors.Join(err, fmt.Errorf("drop point-in-time snapshot: %w", derr))
+				}
+			}()
+			pit, src.Origin = snap, snap
+		} else {
+			if _, err := d.TakeSnapshot(); err != nil {
+				return nil, fmt.Errorf("take metadata snapshot: %w", err)
+			}
+			defer func() {
+				if derr := d.DropSnapshot(); derr != nil {
+					err = errors.Join(err, fmt.Errorf("drop metadata snapshot: %w", derr))
+				}
+			}()
+		}
 	}
 
-	view, err := era.OpenSnapshot(src.Meta)
+	var view *era.View
+	if pit != nil {
+		view, err = pit.View()
+		if err == nil {
+			defer view.Close()
+		}
+	} else {
+		view, err = era.OpenSnapshot(src.Meta)
+	}
 	if errors.Is(err, era.ErrNoSnapshot) && src.Device == nil {
 		return nil, fmt.Errorf("metadata holds no snapshot: the process that owns the device must take one "+
 			"(Device.TakeSnapshot, or dmsetup message <dev> 0 take_metadata_snap) before the backup and drop it after: %w", err)
@@ -218,11 +252,37 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		ImageSize:  src.Size,
 		Created:    time.Now().UTC().Truncate(time.Second),
 		Chunks:     []Chunk{},
+		Consistent: pit != nil,
 	}
 	if kind == Incremental {
 		b.SinceEra = prev.Era
 	}
 	return r.store(ctx, m, res, b, src.Origin, ranges, opt)
+}
+
+// holdPointInTime takes a point-in-time snapshot of d, bracketed by
+// opt.Freeze, with a difference store in the repository (a temporary
+// file: what a killed run leaves, the next one removes). release drops
+// the snapshot and removes the store.
+func (r *Repo) holdPointInTime(d *era.Device, opt Options) (*era.Snapshot, func() error, error) {
+	diff, err := os.CreateTemp(r.Dir, ".snapshot-*"+tmpSuffix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("difference store for the point-in-time snapshot: %w", err)
+	}
+	thaw := func() {}
+	if opt.Freeze != nil {
+		thaw = opt.Freeze()
+	}
+	snap, err := d.HoldPointInTime(diff, era.PointInTimeOptions{})
+	thaw()
+	if err != nil {
+		diff.Close()
+		os.Remove(diff.Name())
+		return nil, nil, fmt.Errorf("take point-in-time snapshot: %w", err)
+	}
+	return snap, func() error {
+		return errors.Join(snap.Release(), diff.Close(), os.Remove(diff.Name()))
+	}, nil
 }
 
 // sinceChange returns the change ID the previous backup recorded (nil for

@@ -208,7 +208,8 @@ func cmdBackup(ctx context.Context, kind Kind, args []string, stdout, stderr io.
 		return err
 	}
 	b := res.Backup
-	fmt.Fprintf(stdout, "backup %d (%s, eras %s) of %s into %s\n\n", b.ID, b.Kind, b.EraRange(), *imagePath, repo.Dir)
+	fmt.Fprintf(stdout, "backup %d (%s, eras %s) of %s into %s\n", b.ID, b.Kind, b.EraRange(), *imagePath, repo.Dir)
+	fmt.Fprintf(stdout, "%s\n\n", consistency(b))
 	return backupTable([]Backup{b}).write(stdout)
 }
 
@@ -444,4 +445,12 @@ func cmdList(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: %d backups of a %s image in %s blocks; the next incremental copies eras %d and later\n\n",
 		repo.Dir, len(m.Backups), fmtBytes(last.ImageSize), fmtBytes(int64(last.BlockBytes)), last.Era)
 	return backupTable(m.Backups).write(stdout)
+}
+
+// consistency says whether backup b is the image of one moment.
+func consistency(b Backup) string {
+	if b.Consistent {
+		return fmt.Sprintf("consistent: read from a point-in-time snapshot, the backup is the image exactly as it was when era %d began", b.Era)
+	}
+	return "not consistent: read from the live image; a block written during the copy may hold newer data (the next incremental copies it again)"
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/era-go/era"
@@ -36,6 +37,9 @@ type controlAnswer struct {
 		BlockBytes uint64 `json:"block_bytes"`
 		CurrentEra uint32 `json:"current_era"`
 		Snapshot   bool   `json:"metadata_snapshot"`
+		// SnapshotExport is the export of a held point-in-time snapshot
+		// (era serve --snapshot-store).
+		SnapshotExport string `json:"snapshot_export"`
 	} `json:"status"`
 }
 
@@ -132,11 +136,22 @@ func (r *Repo) backupNBD(ctx context.Context, kind Kind, src *NBDSource, opt Opt
 			return nil, err
 		}
 	}
+	// With --snapshot-store, era serve offers the image as of the
+	// snapshot as a second export: read it, and its metadata's contexts.
+	dataURI, consistent := src.URI, false
+	if held, err := src.control(ctx, "status"); err != nil {
+		return nil, err
+	} else if held.Status != nil && held.Status.SnapshotExport != "" {
+		if dataURI, err = withExport(src.URI, held.Status.SnapshotExport); err != nil {
+			return nil, err
+		}
+		consistent = true
+	}
 	var contexts []string
 	if kind == Incremental {
 		contexts = []string{fmt.Sprintf("x-era:written-since:%d", prev.Era)}
 	}
-	client, err := nbd.DialURI(ctx, src.URI, contexts...)
+	client, err := nbd.DialURI(ctx, dataURI, contexts...)
 	if err != nil {
 		return nil, err
 	}
@@ -164,11 +179,22 @@ func (r *Repo) backupNBD(ctx context.Context, kind Kind, src *NBDSource, opt Opt
 		ImageSize:  size,
 		Created:    time.Now().UTC().Truncate(time.Second),
 		Chunks:     []Chunk{},
+		Consistent: consistent,
 	}
 	if kind == Incremental {
 		b.SinceEra = prev.Era
 	}
 	return r.store(ctx, m, res, b, client, ranges, opt)
+}
+
+// withExport returns uri naming export instead of its own.
+func withExport(uri, export string) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", fmt.Errorf("NBD URI %q: %w", uri, err)
+	}
+	u.Path, u.RawPath = "/"+export, ""
+	return u.String(), nil
 }
 
 // writtenRanges asks the export for the context's extents over the whole

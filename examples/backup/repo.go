@@ -147,6 +147,10 @@ type Backup struct {
 	Seconds     float64 `json:"seconds"`
 	Zero        []Range `json:"zero,omitempty"`
 	Chunks      []Chunk `json:"chunks"`
+	// Consistent says the blocks were read from a point-in-time snapshot:
+	// restored, the backup is the image exactly as it was when Era began,
+	// whatever was written during the copy.
+	Consistent bool `json:"consistent,omitempty"`
 }
 
 // Chunk is one chunk file: the data of its block ranges, concatenated in
