@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/era-go/era"
@@ -52,8 +53,10 @@ var DefaultDemo = DemoConfig{SizeMiB: 256, BlockSectors: 128, Rounds: 4, Writes:
 // DemoPoint is one backup of a demo run and its restore.
 type DemoPoint struct {
 	Backup Backup
-	// Want is the image's SHA-256 right after the backup; Got the
-	// restored image's.
+	// During is the number of writes made while the backup copied.
+	During int64
+	// Want is the image's SHA-256 at the backup's snapshot (taken while
+	// the writers were held for it); Got the restored image's.
 	Want, Got string
 	// Restore is the restore's time.
 	Restore float64
@@ -75,8 +78,11 @@ const demoWriters = 16
 // rewriting the same blocks, some across block boundaries, some of zeros)
 // with checkpoints between them, each followed by an incremental backup
 // (one of them in external mode: the device holds the snapshot, the backup
-// only reads). It restores every backup and compares the restored image's
-// SHA-256 with the image's at that backup. A mismatch is an
+// only reads). The in-process backups read point-in-time snapshots while a
+// writer keeps writing through the device during the copy; the image's
+// SHA-256 is taken at each snapshot, with the writer held just for it. It
+// restores every backup and compares the restored image's SHA-256 with
+// the image's at that backup. A mismatch is an
 // ErrDemoMismatch error; the result is returned with it.
 func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 	out := cfg.Out
@@ -133,22 +139,52 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 	}
 	fmt.Fprintf(out, "wrote %s of initial data through the era device in %s\n", fmtBytes(w.written), fmtSeconds(time.Since(t0).Seconds()))
 	opt := Options{Progress: prog, NoSync: !cfg.Sync}
-	record := func(r *Result) error {
-		sum, err := hashImage(ctx, image, size, prog, "hash image")
-		if err != nil {
-			return err
+	// record notes backup r; sum is the image's SHA-256 at its snapshot,
+	// "" to take it now (the image did not change since).
+	record := func(r *Result, sum string, during int64) error {
+		if sum == "" {
+			var err error
+			if sum, err = hashImage(ctx, image, size, prog, "hash image"); err != nil {
+				return err
+			}
 		}
 		b := r.Backup
-		res.Points = append(res.Points, DemoPoint{Backup: b, Want: sum})
-		fmt.Fprintf(out, "backup %d: %-11s %-8s eras %-5s %5d blocks, %s stored; image SHA-256 %s\n",
-			b.ID, b.Kind, b.Mode, b.EraRange(), b.Blocks, fmtBytes(b.StoredBytes), sum[:16])
+		res.Points = append(res.Points, DemoPoint{Backup: b, Want: sum, During: during})
+		how := "consistent, " + fmt.Sprint(during) + " writes during the copy"
+		if !b.Consistent {
+			how = "live image, no writes during the copy"
+		}
+		fmt.Fprintf(out, "backup %d: %-11s %-8s eras %-5s %5d blocks, %s stored; image SHA-256 %s at the snapshot (%s)\n",
+			b.ID, b.Kind, b.Mode, b.EraRange(), b.Blocks, fmtBytes(b.StoredBytes), sum[:16], how)
 		return nil
 	}
-	r, err := repo.Backup(ctx, Full, Source{Device: d, Meta: meta}, opt)
-	if err != nil {
-		return nil, err
+	// pitBackup takes an in-process backup from a point-in-time snapshot
+	// while a writer keeps writing through the device.
+	pitBackup := func(kind Kind, stream int) error {
+		bg := w.background(stream)
+		var sum string
+		var herr error
+		var atSnap int64
+		popt := opt
+		popt.Freeze = func() func() {
+			bg.hold.Lock() // no write in flight
+			return func() {
+				sum, herr = hashImage(ctx, image, size, nil, "")
+				atSnap = bg.writes.Load()
+				bg.hold.Unlock()
+			}
+		}
+		r, err := repo.Backup(ctx, kind, Source{Device: d, Meta: meta}, popt)
+		during, werr := bg.stop()
+		if err = errors.Join(err, herr, werr); err != nil {
+			return err
+		}
+		if !r.Backup.Consistent {
+			return fmt.Errorf("backup %d was not read from a point-in-time snapshot", r.Backup.ID)
+		}
+		return record(r, sum, during-atSnap)
 	}
-	if err := record(r); err != nil {
+	if err := pitBackup(Full, 1000); err != nil {
 		return nil, err
 	}
 
@@ -173,14 +209,14 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoResult, error) {
 		fmt.Fprintf(out, "round %d: %d random writes (%s) in %s over 3 eras, 2 checkpoints; era now %d\n",
 			round, cfg.Writes, fmtBytes(w.written-start), fmtSeconds(time.Since(t0).Seconds()), d.Status().CurrentEra)
 		if round == 2 {
-			r, err = externalBackup(ctx, repo, d, filepath.Join(dir, "meta.bin"), filepath.Join(dir, "image.img"), opt)
-		} else {
-			r, err = repo.Backup(ctx, Incremental, Source{Device: d, Meta: meta}, opt)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := record(r); err != nil {
+			r, err := externalBackup(ctx, repo, d, filepath.Join(dir, "meta.bin"), filepath.Join(dir, "image.img"), opt)
+			if err == nil {
+				err = record(r, "", 0)
+			}
+			if err != nil {
+				return nil, err
+			}
+		} else if err := pitBackup(Incremental, 1000+round); err != nil {
 			return nil, err
 		}
 	}
@@ -392,6 +428,54 @@ func (w *demoWrites) pick(rng *rand.Rand, buf []byte) (int64, []byte) {
 	w.hot = append(w.hot, off)
 	w.mu.Unlock()
 	return off, data
+}
+
+// bgWriter writes through the device in the background (see
+// demoWrites.background).
+type bgWriter struct {
+	hold   sync.RWMutex // held by each write; Lock waits for the one in flight
+	quit   chan struct{}
+	done   chan error
+	writes atomic.Int64
+	bytes  atomic.Int64
+	w      *demoWrites
+}
+
+// background starts a writer that makes random writes (see pick) until
+// stop.
+func (w *demoWrites) background(stream int) *bgWriter {
+	bg := &bgWriter{quit: make(chan struct{}), done: make(chan error, 1), w: w}
+	go func() {
+		rng := rand.New(rand.NewPCG(w.seed, uint64(stream)))
+		buf := make([]byte, 3*w.bb)
+		for {
+			select {
+			case <-bg.quit:
+				bg.done <- nil
+				return
+			default:
+			}
+			off, data := w.pick(rng, buf)
+			bg.hold.RLock()
+			_, err := w.d.WriteAt(data, off)
+			bg.hold.RUnlock()
+			if err != nil {
+				bg.done <- err
+				return
+			}
+			bg.writes.Add(1)
+			bg.bytes.Add(int64(len(data)))
+		}
+	}()
+	return bg
+}
+
+// stop ends the writer and returns the writes it made.
+func (bg *bgWriter) stop() (int64, error) {
+	close(bg.quit)
+	err := <-bg.done
+	bg.w.written += bg.bytes.Load()
+	return bg.writes.Load(), err
 }
 
 // fill fills p with random bytes.

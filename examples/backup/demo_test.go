@@ -7,7 +7,8 @@ import (
 )
 
 // TestDemo runs the demo on a 16 MiB image: every restored point must
-// equal the image at its backup.
+// equal the image at its backup, the in-process ones read from
+// point-in-time snapshots while a writer kept writing.
 func TestDemo(t *testing.T) {
 	var out strings.Builder
 	cfg := DemoConfig{SizeMiB: 16, BlockSectors: 16, Rounds: 3, Writes: 90, Seed: 3, Dir: t.TempDir(), Out: &out}
@@ -19,7 +20,12 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("%d points, want 4", len(res.Points))
 	}
 	modes := map[string]int{}
+	var during int64
 	for _, p := range res.Points {
+		if p.Backup.Mode == "device" && !p.Backup.Consistent {
+			t.Errorf("backup %d: in-process, not from a point-in-time snapshot", p.Backup.ID)
+		}
+		during += p.During
 		if p.Want == "" || p.Got != p.Want {
 			t.Errorf("backup %d: restored %q, image had %q", p.Backup.ID, p.Got, p.Want)
 		}
@@ -30,6 +36,9 @@ func TestDemo(t *testing.T) {
 	}
 	if modes["external"] != 1 || modes["device"] != 3 {
 		t.Errorf("modes %v", modes)
+	}
+	if during == 0 {
+		t.Error("no write was made during the copies")
 	}
 	for _, w := range []string{"throughput", "restored image SHA-256", "OK: all 4 restored images equal"} {
 		if !strings.Contains(out.String(), w) {
