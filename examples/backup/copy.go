@@ -57,7 +57,7 @@ type Options struct {
 	// listed: for throwaway repositories (the demo, tests) only. The
 	// manifest is synced regardless.
 	NoSync bool
-	// Freeze, in-process, is called just before the point-in-time
+	// Freeze, in-process and over NBD, is called just before the
 	// snapshot is taken, and the function it returns (thaw) just after,
 	// as fsfreeze brackets a snapshot; nil: none. The demo uses it to
 	// note the image at the snapshot.

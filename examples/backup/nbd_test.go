@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 
 // serveExport builds the era command and runs era serve over a fresh
 // metadata file and image; it returns the NBD URI and the control socket.
-func serveExport(t *testing.T, dir string, size int64) (uri, control string) {
+func serveExport(t *testing.T, dir string, size int64, extra ...string) (uri, control string) {
 	t.Helper()
 	bin := filepath.Join(dir, "era")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/era-go/era/cmd/era").CombinedOutput(); err != nil {
@@ -36,6 +38,7 @@ func serveExport(t *testing.T, dir string, size int64) (uri, control string) {
 	control = filepath.Join(dir, "control.sock")
 	cmd := exec.Command(bin, "serve", "--meta", meta, "--image", image, "--format", "--block-sectors", "16",
 		"--socket", filepath.Join(dir, "nbd.sock"), "--control", control)
+	cmd.Args = append(cmd.Args, extra...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -130,7 +133,7 @@ func TestBackupOverNBD(t *testing.T) {
 	for range 3 {
 		touched := write(40)
 		out := backup("incr")
-		if !strings.Contains(out, "nbd") {
+		if !strings.Contains(out, "nbd") || !strings.Contains(out, "not consistent: read from the live image") {
 			t.Errorf("backup output:\n%s", out)
 		}
 		images = append(images, bytes.Clone(image))
@@ -172,5 +175,97 @@ func TestBackupOverNBD(t *testing.T) {
 	var out, errOut strings.Builder
 	if code := run(ctx, []string{"incr", "--repo", repo, "--nbd", uri}, &out, &errOut); code != exitUsage {
 		t.Errorf("--nbd without --control: exit %d", code)
+	}
+}
+
+// TestBackupOverNBDSnapshot: with era serve --snapshot-store the backups
+// read the NAME@snapshot export, say they are consistent, and restore to
+// the image at each snapshot although a client kept writing through the
+// main export during every copy.
+func TestBackupOverNBDSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	const size = 8 << 20
+	uri, control := serveExport(t, dir, size, "--snapshot-store", filepath.Join(dir, "diff"))
+	ctx := context.Background()
+	c, err := nbd.DialURI(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	image := make([]byte, size)
+	var hold sync.RWMutex // held by each write; Lock: none in flight
+	var writes atomic.Int64
+	quit, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		rnd := rand.New(rand.NewPCG(7, 8))
+		p := make([]byte, 3000)
+		for {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			off := rnd.Int64N(size - int64(len(p)))
+			for i := range p {
+				p[i] = byte(rnd.Uint32())
+			}
+			hold.RLock()
+			_, err := c.WriteAt(p, off)
+			if err == nil {
+				copy(image[off:], p)
+			}
+			hold.RUnlock()
+			if err != nil {
+				done <- err
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	repo, err := InitRepo(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images [][]byte
+	var atSnap int64
+	opt := Options{NoSync: true, Freeze: func() func() {
+		hold.Lock()
+		return func() {
+			images = append(images, bytes.Clone(image))
+			atSnap = writes.Load()
+			hold.Unlock()
+		}
+	}}
+	src := Source{NBD: &NBDSource{URI: uri, Control: control}}
+	for i, kind := range []Kind{Full, Incremental, Incremental} {
+		time.Sleep(20 * time.Millisecond)
+		res, err := repo.Backup(ctx, kind, src, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Backup.Consistent || res.Backup.Mode != "nbd" {
+			t.Fatalf("backup %d: %+v", i+1, res.Backup)
+		}
+		if writes.Load() == atSnap {
+			t.Fatalf("backup %d: no write during the copy", i+1)
+		}
+	}
+	close(quit)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range images {
+		out := filepath.Join(dir, "restored.img")
+		if _, err := repo.Restore(ctx, RestoreOptions{To: i + 1, Out: out, Force: true, Verify: true}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("backup %d restores a different image than the one at its snapshot", i+1)
+		}
 	}
 }

@@ -112,7 +112,12 @@ func (r *Repo) backupNBD(ctx context.Context, kind Kind, src *NBDSource, opt Opt
 		return nil, eraBackwards(st.Status.CurrentEra, prev)
 	}
 
+	thaw := func() {}
+	if opt.Freeze != nil {
+		thaw = opt.Freeze()
+	}
 	taken, err := src.control(ctx, "take_metadata_snap")
+	thaw()
 	if err != nil {
 		return nil, fmt.Errorf("take metadata snapshot: %w", err)
 	}
