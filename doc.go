@@ -13,7 +13,9 @@
 //     (OpenView), a held metadata snapshot (OpenSnapshot, Snapshot.View), or
 //     a running device's last commit (Device.View).
 //   - Snapshot is a metadata snapshot owned by whoever took it
-//     (HoldSnapshot).
+//     (HoldSnapshot); a point-in-time one (HoldPointInTime) also reads as
+//     the image of its moment while writes go on, its blocks' old content
+//     copied to a difference store before they are overwritten.
 //   - ChangeID names a point in one device's history: its metadata's
 //     identity and an era.
 //   - Status is what the kernel's target reports; Stats counts what a

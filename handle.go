@@ -11,7 +11,8 @@ import (
 // from HoldSnapshot is owned by its holder: only its Release drops it, and
 // DropSnapshot or the drop_metadata_snap message fail with
 // ErrSnapshotOwned meanwhile, so one consumer cannot pull the snapshot
-// from under another's reads.
+// from under another's reads. A point-in-time Snapshot (HoldPointInTime)
+// also preserves the data: ReadAt reads the image of its moment.
 type Snapshot struct {
 	d     *Device
 	era   uint32
