@@ -262,12 +262,14 @@ func (p *pointInTime) readRange(buf []byte, off int64) error {
 				return err
 			}
 			end := b + 1
+			p.slotsMu.RLock()
 			for end <= last && p.copied.test(end) {
-				if s, err := p.slotOf(end); err != nil || s != slot+(end-b) {
+				if s, ok := p.slots[end]; !ok || s != slot+(end-b) {
 					break
 				}
 				end++
 			}
+			p.slotsMu.RUnlock()
 			n := min(len(buf)-done, int(int64(end)*bb-pos))
 			at := int64(slot*p.blockBytes) + pos%bb
 			if _, err := p.diff.ReadAt(buf[done:done+n], at); err != nil && !errors.Is(err, io.EOF) {

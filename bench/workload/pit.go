@@ -25,12 +25,20 @@ type PITResult struct {
 	FirstRatio, LaterRatio  float64 // medians of the per-round ratios
 	Rounds, Ops             int
 
-	SnapReadMiBs, RawReadMiBs float64 // whole-image reads, median
-	ReadRatio                 float64 // snapshot / raw throughput, median of the paired reads
-	Reads                     int
-	ColdReads                 bool   // the reads came from the disk, not the page cache
-	Copied                    uint64 // blocks in the difference store when the image was read
-	FirstWrites               uint64 // must stay 0: every timed write found its block marked
+	// Whole-image reads of the snapshot and of the origin file, with
+	// about a quarter of the blocks copied (Part) and with nearly all
+	// (Full, after every round).
+	Part, Full  PITRead
+	Reads       int    // paired reads of each
+	ColdReads   bool   // the reads came from the disk, not the page cache
+	FirstWrites uint64 // must stay 0: every timed write found its block marked
+}
+
+// PITRead compares whole-image reads.
+type PITRead struct {
+	SnapMiBs, RawMiBs float64 // medians
+	Ratio             float64 // snapshot / raw throughput, median of the paired reads
+	Copied            uint64  // blocks in the difference store when the image was read
 }
 
 // MeasurePointInTime holds a point-in-time snapshot over a 64 MiB origin
@@ -79,6 +87,12 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 	}
 	defer os.Remove(diffFile.Name())
 	defer diffFile.Close()
+	// Preallocated, as a difference store should be (blksnap's is too):
+	// copies appended a block at a time otherwise end up scattered on
+	// the disk, and reading them back is slower.
+	if err := preallocate(diffFile, size); err != nil {
+		return PITResult{}, err
+	}
 
 	snap, err := r.Dev.HoldPointInTime(diffFile, era.PointInTimeOptions{})
 	if err != nil {
@@ -114,6 +128,50 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		}
 		return float64(time.Since(t0).Nanoseconds()) / float64(ops), nil
 	}
+	// Whole-image reads, 1 MiB at a time, from the disk: a backup reads
+	// an image that is not in the page cache, and the page cache holds
+	// the difference store's pages, written a block at a time, in smaller
+	// pieces than the origin's.
+	chunk := make([]byte, 1<<20)
+	readAll := func(ra io.ReaderAt) (float64, error) {
+		for _, f := range []*os.File{r.OriginFile, diffFile} {
+			if err := dropCache(f); err != nil {
+				return 0, err
+			}
+		}
+		t0 := time.Now()
+		var err error
+		for off := int64(0); off < size; off += int64(len(chunk)) {
+			if _, err = ra.ReadAt(chunk, off); err != nil && err != io.EOF {
+				return 0, err
+			}
+		}
+		return float64(size) / (1 << 20) / time.Since(t0).Seconds(), nil
+	}
+	measureReads := func() (PITRead, error) {
+		if _, err := readAll(snap); err != nil { // warm up
+			return PITRead{}, err
+		}
+		var sr, rr, ratios []float64
+		for i := range reads {
+			var s, o float64
+			if i%2 == 0 {
+				if s, err = readAll(snap); err == nil {
+					o, err = readAll(r.OriginFile)
+				}
+			} else {
+				if o, err = readAll(r.OriginFile); err == nil {
+					s, err = readAll(snap)
+				}
+			}
+			if err != nil {
+				return PITRead{}, err
+			}
+			sr, rr, ratios = append(sr, s), append(rr, o), append(ratios, s/o)
+		}
+		return PITRead{SnapMiBs: Median(sr), RawMiBs: Median(rr), Ratio: Median(ratios), Copied: r.Dev.Stats().SnapshotCopied}, nil
+	}
+	var part PITRead // with about a quarter of the image copied
 	var raws, firsts, laters, fr, lr []float64
 	for round := range rounds {
 		base := round * ops
@@ -134,6 +192,12 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		}
 		raws, firsts, laters = append(raws, raw), append(firsts, first), append(laters, later)
 		fr, lr = append(fr, first/raw), append(lr, later/raw)
+		if part.Copied == 0 && (round+1)*ops >= PITBlocks/4 {
+			var err error
+			if part, err = measureReads(); err != nil {
+				return PITResult{}, err
+			}
+		}
 	}
 	res := PITResult{
 		RawNs: Median(raws), FirstNs: Median(firsts), LaterNs: Median(laters),
@@ -144,47 +208,11 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		return PITResult{}, err
 	}
 
-	// Whole-image reads, 1 MiB at a time, from the disk: a backup reads
-	// an image that is not in the page cache, and the page cache holds
-	// the difference store's pages, written a block at a time, in smaller
-	// pieces than the origin's.
-	chunk := make([]byte, 1<<20)
-	readAll := func(ra io.ReaderAt) (float64, error) {
-		for _, f := range []*os.File{r.OriginFile, diffFile} {
-			if err := dropCache(f); err != nil {
-				return 0, err
-			}
-		}
-		t0 := time.Now()
-		for off := int64(0); off < size; off += int64(len(chunk)) {
-			if _, err := ra.ReadAt(chunk, off); err != nil && err != io.EOF {
-				return 0, err
-			}
-		}
-		return float64(size) / (1 << 20) / time.Since(t0).Seconds(), nil
-	}
-	if _, err := readAll(snap); err != nil { // warm up
+	res.Full, err = measureReads()
+	if err != nil {
 		return PITResult{}, err
 	}
-	var sr, rr, ratios []float64
-	for i := range reads {
-		var s, o float64
-		if i%2 == 0 {
-			if s, err = readAll(snap); err == nil {
-				o, err = readAll(r.OriginFile)
-			}
-		} else {
-			if o, err = readAll(r.OriginFile); err == nil {
-				s, err = readAll(snap)
-			}
-		}
-		if err != nil {
-			return PITResult{}, err
-		}
-		sr, rr, ratios = append(sr, s), append(rr, o), append(ratios, s/o)
-	}
-	res.SnapReadMiBs, res.RawReadMiBs, res.ReadRatio, res.Reads = Median(sr), Median(rr), Median(ratios), reads
-	res.ColdReads = coldReads
-	res.Copied = r.Dev.Stats().SnapshotCopied
+	res.Part = part
+	res.Reads, res.ColdReads = reads, coldReads
 	return res, nil
 }

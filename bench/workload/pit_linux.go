@@ -17,3 +17,9 @@ func dropCache(f *os.File) error {
 
 // coldReads reports whether dropCache drops pages.
 const coldReads = true
+
+// preallocate reserves size bytes of disk for f, so that the blocks
+// written to it later lie together as one extent would.
+func preallocate(f *os.File, size int64) error {
+	return unix.Fallocate(int(f.Fd()), 0, 0, size)
+}
