@@ -43,8 +43,9 @@ type PITRead struct {
 
 // MeasurePointInTime holds a point-in-time snapshot over a 64 MiB origin
 // file, with a file as its difference store, and times, in alternating
-// rounds of ops writes each: a raw 4 KiB write to a second file of the
-// same size; the first write to a block since the snapshot (the old
+// rounds of ops writes each: a raw 4 KiB write to the origin file (to the
+// blocks of the round before, which the snapshot no longer reads from it);
+// the first write to a block since the snapshot (the old
 // content copied to the difference store, then the write); a second write
 // to the same blocks (the fast path). Every block is marked in the
 // snapshot's era beforehand, so that neither device write waits for a
@@ -70,15 +71,6 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		img[i] = byte(i * 7)
 	}
 	if _, err := r.Dev.WriteAt(img, 0); err != nil { // allocated, in the page cache
-		return PITResult{}, err
-	}
-	rawFile, err := CreateFile(filepath.Join(sd, "raw"), size)
-	if err != nil {
-		return PITResult{}, err
-	}
-	defer os.Remove(rawFile.Name())
-	defer rawFile.Close()
-	if _, err := rawFile.WriteAt(img, 0); err != nil {
 		return PITResult{}, err
 	}
 	diffFile, err := CreateFile(filepath.Join(sd, "diff"), 0)
@@ -112,7 +104,7 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 	// the rounds never reach.
 	warm := uint64(PITBlocks - 64)
 	for b := warm; b < PITBlocks; b++ {
-		if _, err := rawFile.WriteAt(buf, int64(b)*BlockBytes); err != nil {
+		if _, err := r.OriginFile.WriteAt(buf, int64(b)*BlockBytes); err != nil {
 			return PITResult{}, err
 		}
 		if _, err := r.Dev.WriteAt(buf, int64(b)*BlockBytes); err != nil {
@@ -122,7 +114,11 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 	timeRun := func(base int, w io.WriterAt) (float64, error) {
 		t0 := time.Now()
 		for i := range ops {
-			if _, err := w.WriteAt(buf, int64(base+i)*BlockBytes); err != nil {
+			b := int64(base + i)
+			if b < 0 { // before the first round: the warm-up blocks
+				b = int64(warm) + (b+int64(ops))%(PITBlocks-int64(warm))
+			}
+			if _, err := w.WriteAt(buf, b*BlockBytes); err != nil {
 				return 0, err
 			}
 		}
@@ -177,7 +173,9 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		base := round * ops
 		var raw, first, later float64
 		steps := []func() error{
-			func() (err error) { raw, err = timeRun(base, rawFile); return },
+			// Raw writes go to the blocks of the round before, copied
+			// already: the snapshot no longer reads them from the origin.
+			func() (err error) { raw, err = timeRun(base-ops, r.OriginFile); return },
 			func() (err error) { first, err = timeRun(base, r.Dev); return },
 			func() (err error) { later, err = timeRun(base, r.Dev); return },
 		}
