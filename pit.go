@@ -55,8 +55,8 @@ type pointInTime struct {
 	// mu is held shared by copies and reads, and exclusively by release,
 	// so that nothing touches the difference store after it is freed.
 	mu      sync.RWMutex
-	slotsMu sync.RWMutex
-	slots   map[uint64]uint64
+	slots   *slotTable // nil once released
+	nCopied atomic.Uint64
 	err     error // why it failed; set before state, read after it
 	errMu   sync.Mutex
 	bufs    sync.Pool
@@ -76,7 +76,7 @@ func newPointInTime(d *Device, diff Store, opts PointInTimeOptions) (*pointInTim
 		size:       d.size,
 		ready:      make(chan struct{}),
 		copied:     newWriteset(d.nrBlocks),
-		slots:      make(map[uint64]uint64),
+		slots:      newSlotTable(d.nrBlocks),
 	}
 	if opts.Size > 0 {
 		p.maxSlots = uint64(opts.Size) / d.blockBytes
@@ -162,9 +162,8 @@ func (p *pointInTime) copyBlock(b uint64, buf []byte) error {
 	if _, err := p.diff.WriteAt(buf[:n], int64(slot*p.blockBytes)); err != nil {
 		return fmt.Errorf("copy block %d to the difference store: %w: %w", b, err, ErrSnapshotOverflow)
 	}
-	p.slotsMu.Lock()
-	p.slots[b] = slot
-	p.slotsMu.Unlock()
+	p.slots.set(b, slot)
+	p.nCopied.Add(1)
 	p.copied.setAtomic(b)
 	return nil
 }
@@ -206,9 +205,7 @@ func (p *pointInTime) release() {
 	p.errMu.Lock()
 	p.state.Store(pitReleased)
 	p.errMu.Unlock()
-	p.slotsMu.Lock()
-	p.slots = nil
-	p.slotsMu.Unlock()
+	p.slots = nil // p.mu is held: no copy or read is under way
 	if t, ok := p.diff.(interface{ Truncate(int64) error }); ok {
 		t.Truncate(0) // best effort: the space is the store owner's
 	}
@@ -262,14 +259,12 @@ func (p *pointInTime) readRange(buf []byte, off int64) error {
 				return err
 			}
 			end := b + 1
-			p.slotsMu.RLock()
 			for end <= last && p.copied.test(end) {
-				if s, ok := p.slots[end]; !ok || s != slot+(end-b) {
+				if s, ok := p.slots.get(end); !ok || s != slot+(end-b) {
 					break
 				}
 				end++
 			}
-			p.slotsMu.RUnlock()
 			n := min(len(buf)-done, int(int64(end)*bb-pos))
 			at := int64(slot*p.blockBytes) + pos%bb
 			if _, err := p.diff.ReadAt(buf[done:done+n], at); err != nil && !errors.Is(err, io.EOF) {
@@ -305,9 +300,7 @@ func (p *pointInTime) readRange(buf []byte, off int64) error {
 
 // slotOf returns the slot of copied block b.
 func (p *pointInTime) slotOf(b uint64) (uint64, error) {
-	p.slotsMu.RLock()
-	slot, ok := p.slots[b]
-	p.slotsMu.RUnlock()
+	slot, ok := p.slots.get(b)
 	if !ok { // cannot happen: the caller holds p.mu and b is copied
 		return 0, errors.Join(p.Err(), fmt.Errorf("era: point-in-time copy of block %d vanished", b))
 	}
@@ -328,10 +321,43 @@ func (p *pointInTime) readCopy(b, in uint64, piece []byte) error {
 
 // copiedBlocks returns the number of blocks copied to the difference
 // store.
-func (p *pointInTime) copiedBlocks() uint64 {
-	p.slotsMu.RLock()
-	defer p.slotsMu.RUnlock()
-	return uint64(len(p.slots))
+func (p *pointInTime) copiedBlocks() uint64 { return p.nCopied.Load() }
+
+// slotTable maps origin blocks to their slots in the difference store:
+// 4 bytes per block (slot+1; 0: none), in chunks allocated when a block in
+// them is first copied, so that it costs memory only where writes went.
+type slotTable struct {
+	chunks []atomic.Pointer[slotChunk]
+}
+
+const slotShift = 16
+
+type slotChunk [1 << slotShift]atomic.Uint32
+
+func newSlotTable(n uint64) *slotTable {
+	return &slotTable{chunks: make([]atomic.Pointer[slotChunk], (n+1<<slotShift-1)>>slotShift)}
+}
+
+// get returns block b's slot, if it has one.
+func (t *slotTable) get(b uint64) (uint64, bool) {
+	c := t.chunks[b>>slotShift].Load()
+	if c == nil {
+		return 0, false
+	}
+	v := c[b&(1<<slotShift-1)].Load()
+	return uint64(v) - 1, v != 0
+}
+
+// set records block b's slot (below 2^32-1: there is one slot per block
+// copied, and fewer than 2^31 blocks). Calls may run concurrently.
+func (t *slotTable) set(b, slot uint64) {
+	cp := &t.chunks[b>>slotShift]
+	c := cp.Load()
+	if c == nil {
+		cp.CompareAndSwap(nil, new(slotChunk)) // or another caller published one
+		c = cp.Load()
+	}
+	c[b&(1<<slotShift-1)].Store(uint32(slot + 1))
 }
 
 // setAtomic marks block b; unlike set, calls may run concurrently.
