@@ -369,6 +369,7 @@ func TestPointInTimeCrash(t *testing.T) {
 	if testing.Short() || raceEnabled() {
 		seeds = 2
 	}
+	heldCuts := 0
 	for seed := range uint64(seeds) {
 		clock := &erasim.Clock{}
 		meta := erasim.New(1<<20, erasim.WithClock(clock))
@@ -426,6 +427,7 @@ func TestPointInTimeCrash(t *testing.T) {
 			wantEra := uint32(0)
 			if v, err := OpenSnapshot(bytes.NewReader(img)); err == nil {
 				wantEra = v.CurrentEra()
+				heldCuts++
 			}
 			var lost []Event
 			dd, err := Open(&tortStore{data: bytes.Clone(img)}, tortNoOrigin{}, Config{BlockSectors: 8, OriginSize: origin.Size(), Events: func(e Event) {
@@ -466,6 +468,9 @@ func TestPointInTimeCrash(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+	if heldCuts == 0 {
+		t.Fatal("no cut fell while a point-in-time snapshot was held")
 	}
 }
 
