@@ -24,7 +24,7 @@ func pitRows(p *workload.PITResult) []Row {
 		Against: "raw WriteAt: " + ns(p.RawNs),
 		Ratio:   p.LaterRatio, Target: "≤ 1.05× the time", Pass: pass(p.LaterRatio <= 1.05 && p.FirstWrites == 0),
 		Note: note,
-	}, readRow(p, p.Part, true), readRow(p, p.Full, false)}
+	}, readRow(p, p.Part, false), readRow(p, p.Full, true)}
 }
 
 // readRow is a whole-image read figure: with a target when target.

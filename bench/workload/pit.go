@@ -15,8 +15,9 @@ import (
 // Point-in-time snapshots: the cost of the copies.
 
 // PITBlocks is the size of the point-in-time figure's origin, in blocks
-// (64 MiB).
-const PITBlocks = 16384
+// (256 MiB: the whole-image reads are long enough for the kernel's
+// readahead to reach its stride on each file the snapshot reads).
+const PITBlocks = 65536
 
 // PITResult compares writes and reads under a held point-in-time
 // snapshot with raw ones, per 4 KiB write and per whole-image read.
@@ -26,8 +27,8 @@ type PITResult struct {
 	Rounds, Ops             int
 
 	// Whole-image reads of the snapshot and of the origin file, with
-	// about a quarter of the blocks copied (Part) and with nearly all
-	// (Full, after every round).
+	// half the rounds' blocks copied (Part) and with all of them (Full,
+	// after every round).
 	Part, Full  PITRead
 	Reads       int    // paired reads of each
 	ColdReads   bool   // the reads came from the disk, not the page cache
@@ -41,7 +42,7 @@ type PITRead struct {
 	Copied            uint64  // blocks in the difference store when the image was read
 }
 
-// MeasurePointInTime holds a point-in-time snapshot over a 64 MiB origin
+// MeasurePointInTime holds a point-in-time snapshot over a 256 MiB origin
 // file, with a file as its difference store, and times, in alternating
 // rounds of ops writes each: a raw 4 KiB write to the origin file (to the
 // blocks of the round before, which the snapshot no longer reads from it);
@@ -167,7 +168,7 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		}
 		return PITRead{SnapMiBs: Median(sr), RawMiBs: Median(rr), Ratio: Median(ratios), Copied: r.Dev.Stats().SnapshotCopied}, nil
 	}
-	var part PITRead // with about a quarter of the image copied
+	var part PITRead // after half the rounds
 	var raws, firsts, laters, fr, lr []float64
 	for round := range rounds {
 		base := round * ops
@@ -190,7 +191,7 @@ func MeasurePointInTime(dir string, rounds, ops, reads int) (PITResult, error) {
 		}
 		raws, firsts, laters = append(raws, raw), append(firsts, first), append(laters, later)
 		fr, lr = append(fr, first/raw), append(lr, later/raw)
-		if part.Copied == 0 && (round+1)*ops >= PITBlocks/4 {
+		if round+1 == rounds/2 {
 			var err error
 			if part, err = measureReads(); err != nil {
 				return PITResult{}, err
