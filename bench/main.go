@@ -7,7 +7,7 @@
 //	go run ./bench -json            # machine-readable (-json-out FILE: as well)
 //	go run ./bench -only first,bolt # some figures: marked, first, bolt, raw,
 //	                                # query, query-while-writing, checkpoint,
-//	                                # digest, heap, nbd
+//	                                # digest, heap, nbd, pit
 //
 // Every figure runs on real files in a temporary directory (-dir), so a
 // commit's syncs are real syncs (fdatasync on Linux, as bbolt's). The table
@@ -60,7 +60,7 @@ func main() {
 		dir       = flag.String("dir", "", "directory for the temporary files (default: the system's)")
 		dur       = flag.Duration("dur", 0, "length of one throughput slice (default 400ms, 200ms with -quick)")
 		reps      = flag.Int("reps", 0, "rounds of throughput slices, every subject once a round (default 12, 5 with -quick)")
-		only      = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,query-while-writing,checkpoint,digest,heap,nbd")
+		only      = flag.String("only", "", "comma-separated figures to run: marked,first,bolt,raw,query,query-while-writing,checkpoint,digest,heap,nbd,pit")
 		cpMax     = flag.Int("checkpoint-max", 0, "largest log2(nr_blocks) for the checkpoint figure (default 24, 20 with -quick)")
 		heapLog   = flag.Int("heap-log2", 24, "log2(nr_blocks) of the heap figure's device")
 		qlWriters = flag.Int("query-writers", 1, "writer goroutines of the query-while-writing figure")
@@ -185,6 +185,7 @@ type Report struct {
 	Digest     *workload.DigestResult               `json:"digest,omitempty"`
 	Heap       *workload.HeapResult                 `json:"heap,omitempty"`
 	NBD        *workload.NBDResult                  `json:"nbd,omitempty"`
+	PIT        *workload.PITResult                  `json:"pit,omitempty"`
 }
 
 func (c config) want(fig string) bool { return c.only == nil || c.only[fig] }
@@ -315,6 +316,19 @@ func run(c config, root string, log io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("nbd: %w", err)
 		}
 		rep.NBD = &n
+	}
+	if c.want("pit") {
+		done := step("point-in-time snapshot: copies and reads vs raw")
+		reads := 9
+		if c.quick {
+			reads = 5
+		}
+		p, err := workload.MeasurePointInTime(root, c.marked, 256, reads)
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("pit: %w", err)
+		}
+		rep.PIT = &p
 	}
 	rep.Rows = rows(rep)
 	rep.Rows = append(rep.Rows, pitRows(rep.PIT)...)
