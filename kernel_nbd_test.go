@@ -12,30 +12,14 @@ import (
 	"time"
 
 	"github.com/era-go/era/internal/kvm"
+	"github.com/era-go/era/internal/tooltest"
 )
 
 // kernelTool returns the path of a host program the kernel tests need,
 // skipping the test when it is missing, or failing it under CI.
 func kernelTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
-		if p := filepath.Join(dir, name); fileExists(p) {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found (install %s); CI is set, so not skipping", name, pkg)
-	}
-	t.Skipf("%s not found (install %s)", name, pkg)
-	return ""
-}
-
-func fileExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
+	return tooltest.NeedFrom(t, name, pkg)
 }
 
 // serveNBD exports a raw image with qemu-nbd on a unix socket and returns

@@ -13,20 +13,14 @@ import (
 	"testing"
 
 	"github.com/era-go/era"
+	"github.com/era-go/era/internal/tooltest"
 )
 
 // needTool returns the path of a client program. Under CI a missing one
 // fails the test (the test script installs it); otherwise the test skips.
 func needTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (apt-get install libnbd-bin python3-libnbd qemu-utils)", name)
-		}
-		t.Skipf("%s is not installed (apt-get install libnbd-bin python3-libnbd qemu-utils)", name)
-	}
-	return p
+	return tooltest.NeedFrom(t, name, "libnbd-bin, python3-libnbd or qemu-utils")
 }
 
 // runTool runs a program and returns its standard output.

@@ -17,20 +17,14 @@ import (
 	"time"
 
 	"github.com/era-go/era"
+	"github.com/era-go/era/internal/tooltest"
 )
 
 // needClient returns the path of an NBD client program: under CI a missing
 // one fails the test, otherwise the test skips.
 func needClient(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (apt-get install libnbd-bin qemu-utils)", name)
-		}
-		t.Skipf("%s is not installed (apt-get install libnbd-bin qemu-utils)", name)
-	}
-	return p
+	return tooltest.NeedFrom(t, name, "libnbd-bin or qemu-utils")
 }
 
 var eraBinary = sync.OnceValues(func() (string, error) {

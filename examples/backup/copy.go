@@ -120,26 +120,11 @@ func (r *Repo) Backup(ctx context.Context, kind Kind, src Source, opt Options) (
 		return nil, errors.New("backup source: metadata, image and image size are required")
 	}
 
-	unlock, err := r.lock()
+	m, prev, res, unlock, err := r.begin(kind)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	m, err := r.Manifest()
-	if err != nil {
-		return nil, err
-	}
-	res = &Result{}
-	if res.Cleaned, err = r.cleanup(m); err != nil {
-		return nil, fmt.Errorf("remove what an interrupted backup left: %w", err)
-	}
-	var prev *Backup
-	if n := len(m.Backups); n > 0 {
-		prev = &m.Backups[n-1]
-	}
-	if kind == Incremental && prev == nil {
-		return nil, fmt.Errorf("%s holds no backup to continue from; take a full backup first: %w", r.Dir, ErrNoBackup)
-	}
 	if prev != nil && src.Size != prev.ImageSize {
 		return nil, fmt.Errorf("image is %d bytes, backup %d in %s is of a %d-byte image: %w",
 			src.Size, prev.ID, r.Dir, prev.ImageSize, ErrImageMismatch)
@@ -283,6 +268,36 @@ func (r *Repo) holdPointInTime(d *era.Device, opt Options) (*era.Snapshot, func(
 	return snap, func() error {
 		return errors.Join(snap.Release(), diff.Close(), os.Remove(diff.Name()))
 	}, nil
+}
+
+// begin starts a backup of kind into the repository: it takes the writer
+// lock (the caller runs unlock), reads the manifest, removes what an
+// interrupted run left, and returns the previous backup, which an
+// incremental needs.
+func (r *Repo) begin(kind Kind) (m *Manifest, prev *Backup, res *Result, unlock func(), err error) {
+	release, err := r.lock()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	if m, err = r.Manifest(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	res = &Result{}
+	if res.Cleaned, err = r.cleanup(m); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("remove what an interrupted backup left: %w", err)
+	}
+	if n := len(m.Backups); n > 0 {
+		prev = &m.Backups[n-1]
+	}
+	if kind == Incremental && prev == nil {
+		return nil, nil, nil, nil, fmt.Errorf("%s holds no backup to continue from; take a full backup first: %w", r.Dir, ErrNoBackup)
+	}
+	return m, prev, res, release, nil
 }
 
 // sinceChange returns the change ID the previous backup recorded (nil for

@@ -73,26 +73,11 @@ func (r *Repo) backupNBD(ctx context.Context, kind Kind, src *NBDSource, opt Opt
 	if src.URI == "" || src.Control == "" {
 		return nil, errors.New("backup source: the NBD URI and the control socket are required")
 	}
-	unlock, err := r.lock()
+	m, prev, res, unlock, err := r.begin(kind)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	m, err := r.Manifest()
-	if err != nil {
-		return nil, err
-	}
-	res = &Result{}
-	if res.Cleaned, err = r.cleanup(m); err != nil {
-		return nil, fmt.Errorf("remove what an interrupted backup left: %w", err)
-	}
-	var prev *Backup
-	if n := len(m.Backups); n > 0 {
-		prev = &m.Backups[n-1]
-	}
-	if kind == Incremental && prev == nil {
-		return nil, fmt.Errorf("%s holds no backup to continue from; take a full backup first: %w", r.Dir, ErrNoBackup)
-	}
 	st, err := src.control(ctx, "status")
 	if err != nil {
 		return nil, err

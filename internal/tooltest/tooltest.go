@@ -1,5 +1,6 @@
-// Package tooltest finds and runs the thin-provisioning-tools era programs
-// (era_check, era_dump, era_invalidate, era_restore) for interop tests.
+// Package tooltest finds and runs the programs the tests compare with: the
+// thin-provisioning-tools era programs (era_check, era_dump,
+// era_invalidate, era_restore), NBD clients, e2fsprogs.
 //
 // When a program is missing a test is skipped, but fails when the
 // environment variable CI is set: CI must exercise every comparison.
@@ -13,9 +14,17 @@ import (
 	"testing"
 )
 
-// Need returns the path of program name, skipping the test (failing it
-// under CI) when it is not installed.
+// Need returns the path of program name of thin-provisioning-tools,
+// skipping the test (failing it under CI) when it is not installed.
 func Need(t testing.TB, name string) string {
+	t.Helper()
+	return NeedFrom(t, name, "thin-provisioning-tools")
+}
+
+// NeedFrom returns the path of program name, which the Debian packages pkg
+// install (named in the message), skipping the test (failing it under CI)
+// when it is not installed.
+func NeedFrom(t testing.TB, name, pkg string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
@@ -27,9 +36,9 @@ func Need(t testing.TB, name string) string {
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found (install thin-provisioning-tools); CI is set, so not skipping", name)
+		t.Fatalf("%s not found (install %s); CI is set, so not skipping", name, pkg)
 	}
-	t.Skipf("%s not found (install thin-provisioning-tools)", name)
+	t.Skipf("%s not found (install %s)", name, pkg)
 	return ""
 }
 
