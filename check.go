@@ -69,7 +69,7 @@ func (c *checker) fail(err error) {
 	c.problems = append(c.problems, err)
 }
 
-func (c *checker) run(sb *Superblock) {
+func (c *checker) run(sb *superblock) {
 	c.refs[0]++
 	sm, err := spacemap.Open(c.tm, sb.SpaceMapRoot[:])
 	if err != nil {
@@ -92,9 +92,9 @@ func (c *checker) run(sb *Superblock) {
 	if loc := sb.MetadataSnap; loc != 0 {
 		c.refs[loc]++
 		data, err := c.tm.Read(loc, block.Superblock)
-		var clone *Superblock
+		var clone *superblock
 		if err == nil {
-			clone, err = DecodeSuperblock(loc, data)
+			clone, err = decodeSuperblock(loc, data)
 		}
 		if err != nil {
 			c.fail(fmt.Errorf("metadata snapshot: %w", err))
@@ -118,13 +118,13 @@ func (c *checker) run(sb *Superblock) {
 
 // trees checks and counts the writeset tree and the era array of sb (the
 // superblock or a snapshot clone).
-func (c *checker) trees(sb *Superblock, prefix string) {
+func (c *checker) trees(sb *superblock, prefix string) {
 	c.refs[sb.WritesetTreeRoot]++
 	c.refs[sb.EraArrayRoot]++
 
 	type entry struct {
 		era  uint64
-		info WritesetInfo
+		info writesetInfo
 	}
 	var sets []entry
 	tree := btree.New(c.tm, btree.ValueType{Size: writesetInfoSize})
@@ -173,7 +173,7 @@ func (c *checker) trees(sb *Superblock, prefix string) {
 }
 
 // bitset checks and counts a writeset's bitset (its root already counted).
-func (c *checker) bitset(info WritesetInfo, what string) {
+func (c *checker) bitset(info writesetInfo, what string) {
 	if info.Root == 0 {
 		return
 	}

@@ -91,7 +91,7 @@ func fzNewBase(name string, img []byte) *fzBase {
 			}
 		}
 	}
-	sb, err := DecodeSuperblock(0, img[:block.Size])
+	sb, err := decodeSuperblock(0, img[:block.Size])
 	if err != nil {
 		panic(fmt.Sprintf("%s: %v", name, err))
 	}
@@ -557,7 +557,7 @@ func TestMutatedImages(t *testing.T) {
 func TestOpenRejectsFreeSuperblock(t *testing.T) {
 	for _, b := range fzBaseImages(t, 300<<10) {
 		img := bytes.Clone(b.img)
-		sb, err := DecodeSuperblock(0, img[:block.Size])
+		sb, err := decodeSuperblock(0, img[:block.Size])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,10 +23,10 @@ type metadata struct {
 	bm *block.Manager
 	tm *transaction.Manager
 	sm *spacemap.SpaceMap
-	sb Superblock // in-core copy, written by commit
+	sb superblock // in-core copy, written by commit
 	// committed is the superblock of the last commit: what queries read,
 	// with the space map pinned.
-	committed Superblock
+	committed superblock
 	// backlog is the number of archived writesets (undigested).
 	backlog int
 	wsTree  *btree.Tree
@@ -42,7 +42,7 @@ type metadata struct {
 type digestState struct {
 	active bool
 	era    uint32
-	info   WritesetInfo
+	info   writesetInfo
 	next   uint64 // next bit to fold
 
 	// words holds the words of the writeset's bitset block wordsBlock (an
@@ -65,7 +65,7 @@ func newMetadata(bm *block.Manager, tm *transaction.Manager) *metadata {
 }
 
 // writesetValueType is the value type of the writeset tree: a 12-byte
-// WritesetInfo that holds a reference to its bitset's root. Equality
+// writesetInfo that holds a reference to its bitset's root. Equality
 // compares exactly the 12 packed bytes (a kernel bug compared 16, §8).
 func writesetValueType(tm *transaction.Manager, bits *array.Bitset) btree.ValueType {
 	return btree.ValueType{
@@ -90,7 +90,7 @@ func formatMetadata(bm *block.Manager, blockSectors uint32) (*metadata, error) {
 	}
 	md := newMetadata(bm, tm)
 	md.sm = sm
-	md.sb = Superblock{
+	md.sb = superblock{
 		Magic:             superblockMagic,
 		Version:           superblockVersion,
 		DataBlockSize:     blockSectors,
@@ -172,7 +172,7 @@ func (md *metadata) commit() error {
 	md.sb.Flags = 0
 	md.sb.Blocknr = 0
 	data := make([]byte, block.Size)
-	md.sb.Encode(data)
+	md.sb.encode(data)
 	if err := md.tm.WriteSuperblock(data); err != nil {
 		return fmt.Errorf("commit superblock: %w", err)
 	}
@@ -300,7 +300,7 @@ func (md *metadata) newEra() error {
 	if err != nil {
 		return fmt.Errorf("create writeset: %w", err)
 	}
-	md.sb.CurrentWriteset = WritesetInfo{NrBits: md.sb.NrBlocks, Root: root}
+	md.sb.CurrentWriteset = writesetInfo{NrBits: md.sb.NrBlocks, Root: root}
 	md.sb.CurrentEra++
 	return nil
 }
@@ -357,7 +357,7 @@ func (md *metadata) takeSnapshot(pit bool) error {
 	clone := md.sb
 	clone.Blocknr = loc
 	clone.MetadataSnap = 0
-	clone.Encode(data)
+	clone.encode(data)
 	if pit {
 		copy(data[pitMarkOff:], pitMark)
 	}
@@ -382,7 +382,7 @@ func (md *metadata) pitSnapshot() (bool, uint32, error) {
 	if err != nil {
 		return false, 0, fmt.Errorf("read metadata snapshot: %w", err)
 	}
-	clone, err := DecodeSuperblock(loc, data)
+	clone, err := decodeSuperblock(loc, data)
 	if err != nil {
 		return false, 0, err
 	}
@@ -399,7 +399,7 @@ func (md *metadata) dropSnapshot() error {
 	if err != nil {
 		return fmt.Errorf("read metadata snapshot: %w", err)
 	}
-	clone, err := DecodeSuperblock(loc, data)
+	clone, err := decodeSuperblock(loc, data)
 	if err != nil {
 		return err
 	}
@@ -554,7 +554,7 @@ func (md *metadata) committedTrees() eraTrees {
 }
 
 // treesOf returns the trees of sb, its current writeset included.
-func treesOf(tm *transaction.Manager, sb *Superblock) eraTrees {
+func treesOf(tm *transaction.Manager, sb *superblock) eraTrees {
 	return eraTrees{
 		tm:         tm,
 		nrBlocks:   sb.NrBlocks,

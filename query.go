@@ -33,14 +33,14 @@ type eraTrees struct {
 	currentEra uint32
 	wsRoot     uint64
 	eraRoot    uint64
-	current    WritesetInfo // Root 0: no current writeset
+	current    writesetInfo // Root 0: no current writeset
 	uuid       [16]byte
 }
 
 // writesetEntry is one archived writeset.
 type writesetEntry struct {
 	era  uint32
-	info WritesetInfo
+	info writesetInfo
 }
 
 // writesets returns the archived writesets with era >= since, ascending,
@@ -116,7 +116,7 @@ type sinceOptions struct {
 // (archived, or current) below nr_blocks.
 func (t eraTrees) writtenSince(ctx context.Context, since uint32, o sinceOptions) (*bitset.BitSet, error) {
 	if o.noCurrent {
-		t.current = WritesetInfo{}
+		t.current = writesetInfo{}
 	}
 	sets, err := t.writesets(since)
 	if err != nil {

@@ -149,12 +149,12 @@ func waitDigest(t *testing.T, d *Device) {
 // writeset tree": equality looks at exactly the 12 packed bytes.
 func TestFix_WritesetEqualityUses12Bytes(t *testing.T) {
 	vt := writesetValueType(nil, nil)
-	a := WritesetInfo{NrBits: 10, Root: 7}.bytes()
-	b := append(WritesetInfo{NrBits: 10, Root: 7}.bytes(), 0xff, 0xff, 0xff, 0xff)
+	a := writesetInfo{NrBits: 10, Root: 7}.bytes()
+	b := append(writesetInfo{NrBits: 10, Root: 7}.bytes(), 0xff, 0xff, 0xff, 0xff)
 	if !vt.Equal(append(a, 0, 0, 0, 0), b) {
 		t.Fatal("bytes past the 12-byte value changed equality")
 	}
-	if vt.Equal(a, WritesetInfo{NrBits: 10, Root: 8}.bytes()) {
+	if vt.Equal(a, writesetInfo{NrBits: 10, Root: 8}.bytes()) {
 		t.Fatal("different roots compared equal")
 	}
 	if vt.Size != 12 {
@@ -337,7 +337,7 @@ func FuzzDecodeSuperblock(f *testing.F) {
 	f.Add(meta.bytes()[:4096])
 	f.Add(make([]byte, 4096))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sb, err := DecodeSuperblock(0, data)
+		sb, err := decodeSuperblock(0, data)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
@@ -345,8 +345,8 @@ func FuzzDecodeSuperblock(f *testing.F) {
 			return
 		}
 		buf := make([]byte, 4096)
-		sb.Encode(buf)
-		sb2, err := DecodeSuperblock(0, buf)
+		sb.encode(buf)
+		sb2, err := decodeSuperblock(0, buf)
 		if err != nil || *sb2 != *sb {
 			t.Fatalf("round trip: %v", err)
 		}

@@ -304,7 +304,7 @@ func buildRestore(bm *block.Manager, m *eraxml.Metadata, flushAt int) (*metadata
 				return nil, fmt.Errorf("writeset of era %d: %w", ws.Era, err)
 			}
 		}
-		info := WritesetInfo{NrBits: ws.NrBits, Root: root}
+		info := writesetInfo{NrBits: ws.NrBits, Root: root}
 		if md.sb.WritesetTreeRoot, err = md.wsTree.Insert(md.sb.WritesetTreeRoot, uint64(ws.Era), info.bytes()); err != nil {
 			return nil, fmt.Errorf("writeset of era %d: %w", ws.Era, err)
 		}
@@ -313,7 +313,7 @@ func buildRestore(bm *block.Manager, m *eraxml.Metadata, flushAt int) (*metadata
 		}
 	}
 	md.sb.CurrentEra = m.CurrentEra
-	md.sb.CurrentWriteset = WritesetInfo{}
+	md.sb.CurrentWriteset = writesetInfo{}
 	md.sb.MetadataSnap = 0
 	return md, nil
 }

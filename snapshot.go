@@ -28,7 +28,7 @@ import (
 type View struct {
 	trees        eraTrees
 	blockSectors uint32
-	sb           *Superblock // the superblock or the snapshot clone read
+	sb           *superblock // the superblock or the snapshot clone read
 
 	store   io.ReaderAt // the metadata store
 	snapLoc uint64      // a snapshot view's clone, else 0
@@ -76,7 +76,7 @@ func OpenSnapshot(metadata io.ReaderAt) (*View, error) {
 	if clone.UUID == ([16]byte{}) {
 		clone.UUID = sb.UUID // a snapshot the kernel took
 	}
-	v, err := newView(bm, clone, WritesetInfo{})
+	v, err := newView(bm, clone, writesetInfo{})
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (d *Device) View() (*View, error) {
 }
 
 // committedSuperblock returns a copy of the superblock of the last commit.
-func (d *Device) committedSuperblock() Superblock {
+func (d *Device) committedSuperblock() superblock {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.md.committed
@@ -148,7 +148,7 @@ func (v *View) guard(err error) error {
 // the superblock points at the same block, which holds the same clone.
 // It reads both blocks afresh, past any cache.
 func (v *View) snapshotHeld() (bool, error) {
-	read := func(loc uint64) (*Superblock, error) {
+	read := func(loc uint64) (*superblock, error) {
 		data := make([]byte, block.Size)
 		if _, err := v.store.ReadAt(data, int64(loc*block.Size)); err != nil {
 			return nil, fmt.Errorf("re-read metadata block %d: %w", loc, err)
@@ -156,7 +156,7 @@ func (v *View) snapshotHeld() (bool, error) {
 		if err := block.Superblock.Validate(data, loc); err != nil {
 			return nil, nil // changed under the view: not ours any more
 		}
-		sb, err := DecodeSuperblock(loc, data)
+		sb, err := decodeSuperblock(loc, data)
 		if err != nil {
 			return nil, nil
 		}
@@ -177,7 +177,7 @@ func (v *View) snapshotHeld() (bool, error) {
 }
 
 // openReadOnly reads and checks the superblock of a metadata store.
-func openReadOnly(metadata io.ReaderAt) (*block.Manager, *Superblock, error) {
+func openReadOnly(metadata io.ReaderAt) (*block.Manager, *superblock, error) {
 	nr := uint64(math.MaxUint64 / block.Size)
 	if size, err := sizeOf(metadata, 0, "metadata"); err == nil {
 		nr = uint64(size) / block.Size
@@ -212,7 +212,7 @@ func openReadOnly(metadata io.ReaderAt) (*block.Manager, *Superblock, error) {
 	return block.NewManager(readOnlyStore{metadata}, root.NrBlocks, 0), sb, nil
 }
 
-func newView(bm *block.Manager, sb *Superblock, current WritesetInfo) (*View, error) {
+func newView(bm *block.Manager, sb *superblock, current writesetInfo) (*View, error) {
 	v := &View{
 		blockSectors: sb.DataBlockSize,
 		sb:           sb,

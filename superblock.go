@@ -8,7 +8,7 @@ import (
 	"github.com/era-go/era/spacemap"
 )
 
-// Superblock field values (format.md §2).
+// superblock field values (format.md §2).
 const (
 	superblockMagic   = 2126579579 // 0x7EC1077B
 	superblockVersion = 1
@@ -16,10 +16,10 @@ const (
 	superblockBytes   = 224
 )
 
-// Superblock is the decoded era superblock (block 0), or a metadata-snapshot
-// clone of it. Encode and DecodeSuperblock are the one place that knows its
+// superblock is the decoded era superblock (block 0), or a metadata-snapshot
+// clone of it. encode and decodeSuperblock are the one place that knows its
 // byte layout.
-type Superblock struct {
+type superblock struct {
 	Flags             uint32
 	Blocknr           uint64
 	UUID              [16]byte
@@ -30,46 +30,46 @@ type Superblock struct {
 	MetadataBlockSize uint32 // always 8
 	NrBlocks          uint32 // origin blocks tracked = era array length
 	CurrentEra        uint32
-	CurrentWriteset   WritesetInfo // Root 0: none
+	CurrentWriteset   writesetInfo // Root 0: none
 	WritesetTreeRoot  uint64
 	EraArrayRoot      uint64
 	MetadataSnap      uint64 // location of the snapshot clone, 0: none
 }
 
-// WritesetInfo is a writeset's 12-byte on-disk record: its bit count and the
+// writesetInfo is a writeset's 12-byte on-disk record: its bit count and the
 // root of its bitset.
-type WritesetInfo struct {
+type writesetInfo struct {
 	NrBits uint32
 	Root   uint64
 }
 
 const writesetInfoSize = 12
 
-func decodeWritesetInfo(b []byte) WritesetInfo {
-	return WritesetInfo{NrBits: binary.LittleEndian.Uint32(b), Root: binary.LittleEndian.Uint64(b[4:])}
+func decodeWritesetInfo(b []byte) writesetInfo {
+	return writesetInfo{NrBits: binary.LittleEndian.Uint32(b), Root: binary.LittleEndian.Uint64(b[4:])}
 }
 
-func (w WritesetInfo) encode(b []byte) {
+func (w writesetInfo) encode(b []byte) {
 	binary.LittleEndian.PutUint32(b, w.NrBits)
 	binary.LittleEndian.PutUint64(b[4:], w.Root)
 }
 
-func (w WritesetInfo) bytes() []byte {
+func (w writesetInfo) bytes() []byte {
 	b := make([]byte, writesetInfoSize)
 	w.encode(b)
 	return b
 }
 
-// DecodeSuperblock decodes and checks a superblock read from loc (the block
+// decodeSuperblock decodes and checks a superblock read from loc (the block
 // layer has checked its checksum and location). It checks what the kernel
 // and era_check 0.9.0 check: magic, version, metadata block size, and two
 // distinct tree roots that do not point back at the superblock.
-func DecodeSuperblock(loc uint64, data []byte) (*Superblock, error) {
+func decodeSuperblock(loc uint64, data []byte) (*superblock, error) {
 	if len(data) < superblockBytes {
 		return nil, block.Corruptf(loc, block.Superblock.Name, "only %d bytes", len(data))
 	}
 	le := binary.LittleEndian
-	sb := &Superblock{
+	sb := &superblock{
 		Flags:             le.Uint32(data[4:]),
 		Blocknr:           le.Uint64(data[8:]),
 		Magic:             le.Uint64(data[32:]),
@@ -106,9 +106,9 @@ func DecodeSuperblock(loc uint64, data []byte) (*Superblock, error) {
 	return sb, nil
 }
 
-// Encode writes sb into a zeroed 4096-byte block; the block layer fills in
+// encode writes sb into a zeroed 4096-byte block; the block layer fills in
 // the checksum and the location.
-func (sb *Superblock) Encode(data []byte) {
+func (sb *superblock) encode(data []byte) {
 	clear(data)
 	le := binary.LittleEndian
 	le.PutUint32(data[4:], sb.Flags)
@@ -129,10 +129,10 @@ func (sb *Superblock) Encode(data []byte) {
 }
 
 // readSuperblock reads and decodes the superblock (or a clone) at loc.
-func readSuperblock(bm *block.Manager, loc uint64) (*Superblock, error) {
+func readSuperblock(bm *block.Manager, loc uint64) (*superblock, error) {
 	data, err := bm.Read(loc, block.Superblock)
 	if err != nil {
 		return nil, fmt.Errorf("read superblock: %w", err)
 	}
-	return DecodeSuperblock(loc, data)
+	return decodeSuperblock(loc, data)
 }
