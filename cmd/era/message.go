@@ -51,11 +51,7 @@ func runMessage(c *cmdEnv, args []string) int {
 		return c.fail(err)
 	}
 	if *asJSON {
-		b, _ := json.Marshal(r)
-		if _, err := fmt.Fprintf(c.stdout, "%s\n", b); err != nil {
-			return c.fail(err)
-		}
-		return exitOK
+		return c.printJSON(r)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	if msg == "drop_metadata_snap" {
@@ -90,11 +86,7 @@ func runStatusControl(c *cmdEnv, args []string) int {
 		return c.fail(fmt.Errorf("control socket %s: no status in the answer", *control))
 	}
 	if *asJSON {
-		b, _ := json.Marshal(r)
-		if _, err := fmt.Fprintf(c.stdout, "%s\n", b); err != nil {
-			return c.fail(err)
-		}
-		return exitOK
+		return c.printJSON(r)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, args...)) }
@@ -142,4 +134,16 @@ func statusControlled(args []string) bool {
 		}
 	}
 	return false
+}
+
+// printJSON prints v as one line of JSON.
+func (c *cmdEnv) printJSON(v any) int {
+	b, err := json.Marshal(v)
+	if err == nil {
+		_, err = fmt.Fprintf(c.stdout, "%s\n", b)
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	return exitOK
 }

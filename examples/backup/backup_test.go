@@ -291,6 +291,19 @@ func TestCrashedBackup(t *testing.T) {
 }
 
 // mustManifest reads the repository's manifest.
+// mustOpenRepo opens the repository in dir and reads its manifest, failing
+// the test on any error.
+func mustOpenRepo(t *testing.T, dir string) (*Repo, *Manifest) {
+	t.Helper()
+	r, err := OpenRepo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, mustManifest(t, r)
+}
+
+// mustManifest returns the repository's manifest, failing the test if it
+// cannot be read.
 func mustManifest(t *testing.T, r *Repo) *Manifest {
 	t.Helper()
 	m, err := r.Manifest()

@@ -76,14 +76,7 @@ func TestGuestOnExport(t *testing.T) {
 	}
 
 	backup("incr")
-	r, err := OpenRepo(repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := r.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, m := mustOpenRepo(t, repo)
 	// Six 64 KiB writes and one 4 KiB write on 8 KiB blocks: 6*8 + 1
 	// blocks; the guest's kernel only reads the disk otherwise.
 	if b := m.Backups[1]; b.Blocks != 49 {
@@ -182,14 +175,7 @@ func TestGuestExt4Rounds(t *testing.T) {
 		if code := run(ctx, []string{kind, "--repo", repo, "--nbd", uri, "--control", control}, &out, &errOut); code != 0 {
 			t.Fatalf("round %d: backup %s: exit %d\n%s%s", round, kind, code, out.String(), errOut.String())
 		}
-		r, err := OpenRepo(repo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := r.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, m := mustOpenRepo(t, repo)
 		restored := filepath.Join(dir, fmt.Sprintf("restored%d.img", round))
 		if _, err := r.Restore(ctx, RestoreOptions{To: round, Out: restored, Verify: true}); err != nil {
 			t.Fatalf("round %d: restore: %v", round, err)

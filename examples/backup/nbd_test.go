@@ -137,14 +137,7 @@ func TestBackupOverNBD(t *testing.T) {
 			t.Errorf("backup output:\n%s", out)
 		}
 		images = append(images, bytes.Clone(image))
-		r, err := OpenRepo(repo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := r.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, m := mustOpenRepo(t, repo)
 		b := m.Backups[len(m.Backups)-1]
 		if b.Mode != "nbd" || b.Blocks != uint64(len(touched)) {
 			t.Errorf("backup %d: mode %s, %d blocks copied, %d written", b.ID, b.Mode, b.Blocks, len(touched))
