@@ -170,34 +170,13 @@ func TestExtendAgainstModel(t *testing.T) {
 					}
 					h.verify(fmt.Sprintf("op %d after Extend(%d) from %d", op, to, nr))
 				case r < 40 && uint64(len(owned)) < nr/3:
-					b, err := h.sm.Alloc()
-					if err != nil {
-						t.Fatalf("op %d: Alloc: %v", op, err)
-					}
-					if h.model[b] != 0 {
-						t.Fatalf("op %d: Alloc returned block %d in use", op, b)
-					}
-					if b >= start {
+					if h.alloc(op, &owned) >= start {
 						beyondStart = true
 					}
-					h.model[b] = 1
-					owned = append(owned, b)
 				case r < 60 && len(owned) > 0:
-					b := owned[rng.IntN(len(owned))]
-					if err := h.sm.Inc(b); err != nil {
-						t.Fatal(err)
-					}
-					h.model[b]++
+					h.inc(owned[rng.IntN(len(owned))])
 				case r < 85 && len(owned) > 0:
-					i := rng.IntN(len(owned))
-					b := owned[i]
-					if err := h.sm.Dec(b); err != nil {
-						t.Fatal(err)
-					}
-					if h.model[b]--; h.model[b] == 0 {
-						owned = append(owned[:i], owned[i+1:]...)
-						delete(h.model, b)
-					}
+					h.dec(&owned, rng.IntN(len(owned)))
 				case r < 96:
 					h.commit()
 					h.verify(fmt.Sprintf("op %d after commit", op))

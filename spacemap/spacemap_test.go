@@ -62,6 +62,43 @@ func newHarness(t *testing.T, nr uint64) *harness {
 	return h
 }
 
+// alloc allocates a block, checks it was free in the model, and owns it.
+func (h *harness) alloc(op int, owned *[]uint64) uint64 {
+	h.t.Helper()
+	b, err := h.sm.Alloc()
+	if err != nil {
+		h.t.Fatalf("op %d: Alloc: %v", op, err)
+	}
+	if h.model[b] != 0 {
+		h.t.Fatalf("op %d: Alloc returned block %d in use", op, b)
+	}
+	h.model[b] = 1
+	*owned = append(*owned, b)
+	return b
+}
+
+// inc increments an owned block, in the space map and the model.
+func (h *harness) inc(b uint64) {
+	h.t.Helper()
+	if err := h.sm.Inc(b); err != nil {
+		h.t.Fatal(err)
+	}
+	h.model[b]++
+}
+
+// dec decrements owned block i, dropping it when its count reaches 0.
+func (h *harness) dec(owned *[]uint64, i int) {
+	h.t.Helper()
+	b := (*owned)[i]
+	if err := h.sm.Dec(b); err != nil {
+		h.t.Fatal(err)
+	}
+	if h.model[b]--; h.model[b] == 0 {
+		*owned = append((*owned)[:i], (*owned)[i+1:]...)
+		delete(h.model, b)
+	}
+}
+
 // commit runs the commit protocol: space map, transaction, root.
 func (h *harness) commit() {
 	h.t.Helper()
@@ -137,31 +174,11 @@ func TestAgainstModel(t *testing.T) {
 			for op := range 6000 {
 				switch r := rng.IntN(100); {
 				case r < 40 && uint64(len(owned)) < nr/2:
-					b, err := h.sm.Alloc()
-					if err != nil {
-						t.Fatalf("op %d: Alloc: %v", op, err)
-					}
-					if h.model[b] != 0 {
-						t.Fatalf("op %d: Alloc returned block %d in use", op, b)
-					}
-					h.model[b] = 1
-					owned = append(owned, b)
+					h.alloc(op, &owned)
 				case r < 65 && len(owned) > 0:
-					b := owned[rng.IntN(len(owned))]
-					if err := h.sm.Inc(b); err != nil {
-						t.Fatal(err)
-					}
-					h.model[b]++
+					h.inc(owned[rng.IntN(len(owned))])
 				case r < 90 && len(owned) > 0:
-					i := rng.IntN(len(owned))
-					b := owned[i]
-					if err := h.sm.Dec(b); err != nil {
-						t.Fatal(err)
-					}
-					if h.model[b]--; h.model[b] == 0 {
-						owned = append(owned[:i], owned[i+1:]...)
-						delete(h.model, b)
-					}
+					h.dec(&owned, rng.IntN(len(owned)))
 				case r < 97:
 					h.commit()
 					h.verify(fmt.Sprintf("op %d after commit", op))
