@@ -1,12 +1,10 @@
 package era
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
-	"github.com/era-go/era/array"
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/btree"
 	"github.com/era-go/era/spacemap"
@@ -43,22 +41,18 @@ func CheckWith(metadata io.ReaderAt, opts CheckOptions) error {
 	if opts.SuperblockOnly {
 		return nil
 	}
-	c := &checker{
-		tm:   transaction.NewReadOnly(bm),
-		refs: map[uint64]uint32{},
-		seen: map[uint64]bool{},
-	}
+	c := &checker{tm: transaction.NewReadOnly(bm), refs: btree.NewRefs()}
 	c.run(sb)
 	return errors.Join(c.problems...)
 }
 
-// checker walks everything reachable from a superblock, counting
-// references as format.md §3.5 defines them: each distinct block's
-// outgoing pointers count once, however many parents share it.
+// checker reads everything reachable from a superblock through eraTrees
+// with reference counting on, as format.md §3.5 defines references: each
+// distinct block's outgoing pointers count once, however many parents
+// share it. It then checks the rules of era metadata on what it read.
 type checker struct {
 	tm       *transaction.Manager
-	refs     map[uint64]uint32
-	seen     map[uint64]bool
+	refs     *btree.Refs
 	problems []error
 }
 
@@ -70,12 +64,12 @@ func (c *checker) fail(err error) {
 }
 
 func (c *checker) run(sb *superblock) {
-	c.refs[0]++
+	c.refs.Inc(0)
 	sm, err := spacemap.Open(c.tm, sb.SpaceMapRoot[:])
 	if err != nil {
 		c.fail(fmt.Errorf("space map: %w", err))
 	} else {
-		if err := sm.Walk(func(loc uint64, kind string) error { c.refs[loc]++; return nil }); err != nil {
+		if err := sm.Walk(func(loc uint64, kind string) error { c.refs.Inc(loc); return nil }); err != nil {
 			c.fail(fmt.Errorf("space map: %w", err))
 		}
 		root, _ := spacemap.DecodeRoot(sb.SpaceMapRoot[:])
@@ -84,27 +78,26 @@ func (c *checker) run(sb *superblock) {
 		}
 	}
 
-	c.trees(sb, "")
-	if sb.CurrentWriteset.Root != 0 {
-		c.refs[sb.CurrentWriteset.Root]++
-		c.bitset(sb.CurrentWriteset, fmt.Sprintf("current writeset (era %d)", sb.CurrentEra))
+	t := treesOf(c.tm, sb)
+	t.refs = c.refs
+	c.trees(t, "")
+	if t.current.Root != 0 {
+		c.bitset(t, t.current, fmt.Sprintf("current writeset (era %d)", t.currentEra))
 	}
 	if loc := sb.MetadataSnap; loc != 0 {
-		c.refs[loc]++
-		data, err := c.tm.Read(loc, block.Superblock)
-		var clone *superblock
-		if err == nil {
-			clone, err = decodeSuperblock(loc, data)
-		}
+		c.refs.Inc(loc)
+		clone, err := readSuperblock(c.tm, loc)
 		if err != nil {
 			c.fail(fmt.Errorf("metadata snapshot: %w", err))
 		} else {
-			c.trees(clone, "metadata snapshot: ")
+			t := treesOf(c.tm, clone)
+			t.refs = c.refs
+			c.trees(t, "metadata snapshot: ")
 		}
 	}
 
 	if sm != nil && len(c.problems) == 0 {
-		for _, m := range sm.Compare(c.refs) {
+		for _, m := range sm.Compare(c.refs.Counts()) {
 			what := "over-count"
 			if m.Expected == 0 {
 				what = "leak"
@@ -116,54 +109,34 @@ func (c *checker) run(sb *superblock) {
 	}
 }
 
-// trees checks and counts the writeset tree and the era array of sb (the
-// superblock or a snapshot clone).
-func (c *checker) trees(sb *superblock, prefix string) {
-	c.refs[sb.WritesetTreeRoot]++
-	c.refs[sb.EraArrayRoot]++
-
-	type entry struct {
-		era  uint64
-		info writesetInfo
-	}
-	var sets []entry
-	tree := btree.New(c.tm, btree.ValueType{Size: writesetInfoSize})
-	err := tree.Walk(sb.WritesetTreeRoot, func(loc uint64, n *btree.Node, depth int) (bool, error) {
-		if !c.visit(loc, n) {
-			return false, nil
-		}
-		if n.IsLeaf() {
-			for i, k := range n.Keys {
-				info := decodeWritesetInfo(n.Value(i))
-				c.refs[info.Root]++
-				sets = append(sets, entry{k, info})
-			}
-		}
-		return true, nil
+// trees checks the writeset tree and the era array of t (the superblock's
+// or a snapshot clone's); a clone's current writeset is not part of it.
+func (c *checker) trees(t eraTrees, prefix string) {
+	sets, err := t.archived(0, func(err error) error {
+		c.fail(fmt.Errorf("%s%w", prefix, err))
+		return nil
 	})
-	if err != nil {
-		c.fail(fmt.Errorf("%swriteset tree: %w", prefix, err))
+	if err != nil { // not reached: the handler lets every problem pass
+		c.fail(fmt.Errorf("%s%w", prefix, err))
 	}
 	for _, ws := range sets {
 		what := fmt.Sprintf("%swriteset of era %d", prefix, ws.era)
 		switch {
-		case ws.era > uint64(sb.CurrentEra):
-			c.fail(fmt.Errorf("%s: era beyond the current era %d: %w", what, sb.CurrentEra, ErrCorrupt))
-		case ws.era == uint64(sb.CurrentEra) && sb.CurrentWriteset.Root != 0 && prefix == "":
+		case ws.era > t.currentEra:
+			c.fail(fmt.Errorf("%s: era beyond the current era %d: %w", what, t.currentEra, ErrCorrupt))
+		case ws.era == t.currentEra && t.current.Root != 0 && prefix == "":
 			c.fail(fmt.Errorf("%s: archived while also current: %w", what, ErrCorrupt))
 		}
-		if ws.info.Root == 0 || ws.info.NrBits == 0 {
-			c.fail(fmt.Errorf("%s: empty record (root %d, %d bits): %w", what, ws.info.Root, ws.info.NrBits, ErrCorrupt))
+		if ws.info.NrBits == 0 {
+			c.fail(fmt.Errorf("%s: empty record (root %d, 0 bits): %w", what, ws.info.Root, ErrCorrupt))
 			continue
 		}
-		c.bitset(ws.info, what)
+		c.bitset(t, ws.info, what)
 	}
 
-	eras := array.New(c.tm, eraValueSize)
-	c.arrayRefs(eras, sb.EraArrayRoot, prefix+"era array")
-	err = eras.Iterate(sb.EraArrayRoot, uint64(sb.NrBlocks), func(i uint64, v []byte) error {
-		if e := binary.LittleEndian.Uint32(v); e > sb.CurrentEra {
-			return fmt.Errorf("block %d has era %d, beyond the current era %d: %w", i, e, sb.CurrentEra, ErrCorrupt)
+	err = t.eraArray(func(b uint64, era uint32) error {
+		if era > t.currentEra {
+			return fmt.Errorf("block %d has era %d, beyond the current era %d: %w", b, era, t.currentEra, ErrCorrupt)
 		}
 		return nil
 	})
@@ -172,48 +145,9 @@ func (c *checker) trees(sb *superblock, prefix string) {
 	}
 }
 
-// bitset checks and counts a writeset's bitset (its root already counted).
-func (c *checker) bitset(info writesetInfo, what string) {
-	if info.Root == 0 {
-		return
-	}
-	words := array.NewBitset(c.tm)
-	c.arrayRefs(words.Array(), info.Root, what)
-	err := words.Array().Iterate(info.Root, array.NrWords(uint64(info.NrBits)), func(uint64, []byte) error { return nil })
-	if err != nil {
+// bitset checks and counts a writeset's bitset.
+func (c *checker) bitset(t eraTrees, ws writesetInfo, what string) {
+	if err := t.bitsetWords(ws, func(uint64, uint64) error { return nil }); err != nil {
 		c.fail(fmt.Errorf("%s: %w", what, err))
 	}
-}
-
-// arrayRefs counts the references inside an array's btree.
-func (c *checker) arrayRefs(a *array.Array, root uint64, what string) {
-	err := a.Walk(root, func(loc uint64, n *btree.Node, depth int) (bool, error) {
-		if !c.visit(loc, n) {
-			return false, nil
-		}
-		if n.IsLeaf() {
-			for i := range n.Keys {
-				c.refs[binary.LittleEndian.Uint64(n.Value(i))]++
-			}
-		}
-		return true, nil
-	}, func(uint64, *array.Block) error { return nil })
-	if err != nil {
-		c.fail(fmt.Errorf("%s: %w", what, err))
-	}
-}
-
-// visit reports whether node loc is seen for the first time, and counts
-// the children of an internal node.
-func (c *checker) visit(loc uint64, n *btree.Node) bool {
-	if c.seen[loc] {
-		return false
-	}
-	c.seen[loc] = true
-	if !n.IsLeaf() {
-		for i := range n.Keys {
-			c.refs[n.Child(i)]++
-		}
-	}
-	return true
 }

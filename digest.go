@@ -90,7 +90,7 @@ func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
 		if busy && dirty < digestPendingIdle {
 			return true, true, true, d.commits.Load()
 		}
-		if err := d.commit(); err != nil {
+		if err := d.commitAndPublish(); err != nil {
 			return false, false, false, 0
 		}
 	}
@@ -101,7 +101,7 @@ func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
 	}
 	if !more {
 		if d.md.changed() {
-			d.commit()
+			d.commitAndPublish()
 		}
 		d.digesting.Store(false)
 		return false, false, false, 0

@@ -1,7 +1,6 @@
 package era
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 
@@ -64,10 +63,9 @@ func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
 			sets = append(sets, writesetEntry{era: t.currentEra, info: t.current})
 		}
 	}
-	bitsets := array.NewBitset(t.tm)
 	for _, ws := range sets {
 		out := eraxml.Writeset{Era: ws.era, NrBits: ws.info.NrBits, Bits: make([]uint64, array.NrWords(uint64(ws.info.NrBits)))}
-		err := bitsets.Words(ws.info.Root, uint64(ws.info.NrBits), func(i uint64, w uint64) error {
+		err := t.bitsetWords(ws.info, func(i uint64, w uint64) error {
 			out.Bits[i] = w
 			return nil
 		})
@@ -95,12 +93,10 @@ func (v *View) Dump(opts DumpOptions) (*eraxml.Metadata, error) {
 // of array blocks that cannot be read stay 0.
 func (v *View) eraValues(eras []uint32, damage func(error) error) error {
 	t := v.trees
-	a := array.New(t.tm, eraValueSize)
-	n := uint64(len(eras))
 	next := uint64(0)
-	err := a.Iterate(t.eraRoot, n, func(i uint64, val []byte) error {
-		eras[i] = binary.LittleEndian.Uint32(val)
-		next = i + 1
+	err := t.eraArray(func(b uint64, era uint32) error {
+		eras[b] = era
+		next = b + 1
 		return nil
 	})
 	if err == nil {
@@ -110,6 +106,8 @@ func (v *View) eraValues(eras []uint32, damage func(error) error) error {
 		return err
 	}
 	// Salvage what can be read, one value at a time.
+	a := array.New(t.tm, eraValueSize)
+	n := uint64(len(eras))
 	per := uint64(a.MaxEntries())
 	for i := next; i < n; {
 		val, err := a.Get(t.eraRoot, i)
@@ -123,29 +121,4 @@ func (v *View) eraValues(eras []uint32, damage func(error) error) error {
 		i++
 	}
 	return nil
-}
-
-// Invalidate returns the blocks that era_invalidate --written-since since
-// prints, as ascending, coalesced ranges: every block whose era-array value
-// is >= since, and every set bit (below the writeset's nr_bits) of every
-// writeset of the writeset tree whose era is >= since. With includeCurrent
-// the current writeset counts too (0.9.0 ignores it, and so misses the
-// writes of the current era); on metadata without a current writeset the
-// flag changes nothing.
-//
-// Like 0.9.0, and unlike WrittenSince, it includes writeset bits at or
-// beyond nr_blocks (bits of writesets recorded before the origin shrank).
-//
-// Unlike 0.9.0, an era above the current one fails with ErrOutOfRange: no
-// block was written since an era that has not begun, and a caller asking
-// for one holds an era from other metadata or a rolled-back store.
-func (v *View) Invalidate(since uint32, includeCurrent bool) ([]Range, error) {
-	if since > v.trees.currentEra {
-		return nil, fmt.Errorf("written since era %d: the current era is %d (an era from other metadata?): %w", since, v.trees.currentEra, ErrOutOfRange)
-	}
-	set, err := v.trees.writtenSince(context.Background(), since, sinceOptions{noCurrent: !includeCurrent, beyondEnd: true})
-	if err = v.guard(err); err != nil {
-		return nil, err
-	}
-	return rangesOf(set), nil
 }

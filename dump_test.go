@@ -157,21 +157,6 @@ func eraRanges(rs []Range) []eraxml.Range {
 	return out
 }
 
-// foldDump returns the era of every block: the greatest of its era-array
-// value and the eras of the writesets marking it.
-func foldDump(m *eraxml.Metadata) []uint32 {
-	out := slices.Clone(m.EraArray)
-	for i := range m.Writesets {
-		ws := &m.Writesets[i]
-		for b := range min(ws.NrBits, m.NrBlocks) {
-			if ws.Test(b) {
-				out[b] = max(out[b], ws.Era)
-			}
-		}
-	}
-	return out
-}
-
 // goldenTruth reads key=value lines of a kernel image's NAME.meta.
 func goldenTruth(t *testing.T, name string) map[string]string {
 	t.Helper()
@@ -213,7 +198,7 @@ func TestDumpKernelTruth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := truthEras(t, truth["logical"], m.NrBlocks); !slices.Equal(foldDump(m), want) {
+			if want := truthEras(t, truth["logical"], m.NrBlocks); !slices.Equal(m.LogicalEras(false), want) {
 				t.Errorf("folded dump with the current writeset differs from the kernel's truth")
 			}
 			plain, err := v.Dump(DumpOptions{})
@@ -221,7 +206,7 @@ func TestDumpKernelTruth(t *testing.T) {
 				t.Fatal(err)
 			}
 			if s, ok := truth["logical_ignoring_current_writeset"]; ok {
-				if !slices.Equal(foldDump(plain), truthEras(t, s, m.NrBlocks)) {
+				if !slices.Equal(plain.LogicalEras(false), truthEras(t, s, m.NrBlocks)) {
 					t.Errorf("folded dump without the current writeset differs from the truth ignoring it")
 				}
 				if len(m.Writesets) != len(plain.Writesets)+1 || m.Writesets[len(m.Writesets)-1].Era != m.CurrentEra {
@@ -254,7 +239,7 @@ func TestDumpKernelTruth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(foldDump(sm), truthEras(t, s, sm.NrBlocks)) {
+			if !slices.Equal(sm.LogicalEras(false), truthEras(t, s, sm.NrBlocks)) {
 				t.Errorf("snapshot's folded dump differs from the truth")
 			}
 			var eras []string

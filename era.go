@@ -214,7 +214,7 @@ func Open(meta, origin interface {
 		return nil, err
 	}
 	if lostPIT {
-		if err := md.dropSnapshot(); err != nil {
+		if err := md.dropSnap(); err != nil {
 			return nil, fmt.Errorf("drop the point-in-time snapshot of era %d: %w", lostEra, err)
 		}
 	}
@@ -222,7 +222,7 @@ func Open(meta, origin interface {
 	if err := md.resize(uint32(nrBlocks)); err != nil {
 		return nil, err
 	}
-	if err := md.rollover(); err != nil {
+	if err := md.eraRollover(); err != nil {
 		return nil, err
 	}
 	var added []uint64
@@ -477,7 +477,7 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 	if err := d.md.mark(blocks); err != nil {
 		return d.abort(err)
 	}
-	if err := d.commit(); err != nil {
+	if err := d.commitAndPublish(); err != nil {
 		return err
 	}
 	d.markCommits.Add(1)
@@ -487,8 +487,8 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 	return nil
 }
 
-// commit commits the metadata; a failure puts the device in fail mode.
-func (d *Device) commit() error {
+// commitAndPublish commits the metadata and publishes its status; a failure puts the device in fail mode.
+func (d *Device) commitAndPublish() error {
 	t0 := time.Now()
 	if err := d.md.commit(); err != nil {
 		return d.abort(err)
@@ -557,7 +557,7 @@ func (d *Device) abort(err error) error {
 // and later asks for WrittenSince of it gets every write made after this
 // call returned, whatever other callers checkpoint meanwhile.
 func (d *Device) Checkpoint() (uint32, error) {
-	return d.rollover(nil)
+	return d.changeEra(nil)
 }
 
 // TakeSnapshot starts a new era, as Checkpoint, holds a metadata snapshot
@@ -567,12 +567,12 @@ func (d *Device) Checkpoint() (uint32, error) {
 // fails with ErrSnapshotExists. Anyone may drop it (DropSnapshot), as with
 // the kernel's messages; a Snapshot handle (HoldSnapshot) is owned.
 func (d *Device) TakeSnapshot() (uint32, error) {
-	return d.rollover(&Snapshot{})
+	return d.changeEra(&Snapshot{})
 }
 
-// rollover moves to a new era, taking a metadata snapshot for snap if it is
+// changeEra moves to a new era, taking a metadata snapshot for snap if it is
 // not nil.
-func (d *Device) rollover(snap *Snapshot) (uint32, error) {
+func (d *Device) changeEra(snap *Snapshot) (uint32, error) {
 	next := newWriteset(d.nrBlocks) // zeroed, before taking the lock
 	d.lockRetired()
 	if err := d.usable(); err != nil {
@@ -588,15 +588,15 @@ func (d *Device) rollover(snap *Snapshot) (uint32, error) {
 	}
 	err := d.md.digestDown(d.cfg.MaxBacklog - 1)
 	if err == nil {
-		err = d.md.rollover()
+		err = d.md.eraRollover()
 	}
 	if err == nil && snap != nil {
-		err = d.md.takeSnapshot(snap.pit != nil)
+		err = d.md.takeSnap(snap.pit != nil)
 	}
 	if err != nil {
 		err = d.abort(err)
 	} else {
-		err = d.commit()
+		err = d.commitAndPublish()
 	}
 	if err != nil {
 		d.mu.Unlock()
@@ -674,11 +674,11 @@ func drain(ws *writeset) {
 // DropSnapshot releases the held metadata snapshot: ErrNoSnapshot if none
 // is held, ErrSnapshotOwned if a Snapshot handle owns it.
 func (d *Device) DropSnapshot() error {
-	return d.dropSnapshot(nil)
+	return d.dropSnapshotOf(nil)
 }
 
-// dropSnapshot drops the held snapshot on behalf of owner (nil: anyone).
-func (d *Device) dropSnapshot(owner *Snapshot) error {
+// dropSnapshotOf drops the held snapshot on behalf of owner (nil: anyone).
+func (d *Device) dropSnapshotOf(owner *Snapshot) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.usable(); err != nil {
@@ -690,10 +690,10 @@ func (d *Device) dropSnapshot(owner *Snapshot) error {
 	if d.owner != nil && owner != d.owner {
 		return fmt.Errorf("snapshot of era %d: %w", d.owner.era, ErrSnapshotOwned)
 	}
-	if err := d.md.dropSnapshot(); err != nil {
+	if err := d.md.dropSnap(); err != nil {
 		return d.abort(err)
 	}
-	if err := d.commit(); err != nil {
+	if err := d.commitAndPublish(); err != nil {
 		return err
 	}
 	d.owner = nil
@@ -751,7 +751,7 @@ func (d *Device) Sync() error {
 	d.mu.Lock()
 	err := d.usable()
 	if err == nil && d.md.changed() {
-		err = d.commit()
+		err = d.commitAndPublish()
 	}
 	d.mu.Unlock()
 	if err != nil {
@@ -790,7 +790,7 @@ func (d *Device) Close() error {
 		// Its copies live in this process only: drop it, as the next
 		// Open would.
 		p.release()
-		if err := d.md.dropSnapshot(); err != nil {
+		if err := d.md.dropSnap(); err != nil {
 			return err
 		}
 		d.owner = nil

@@ -26,7 +26,7 @@ type Snapshot struct {
 // is held.
 func (d *Device) HoldSnapshot() (*Snapshot, error) {
 	s := &Snapshot{owned: true}
-	if _, err := d.rollover(s); err != nil {
+	if _, err := d.changeEra(s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -88,5 +88,5 @@ var _ io.ReaderAt = (*Snapshot)(nil)
 // Release drops the snapshot, and frees a point-in-time snapshot's
 // difference store. ErrNoSnapshot if it is no longer held.
 func (s *Snapshot) Release() error {
-	return s.d.dropSnapshot(s)
+	return s.d.dropSnapshotOf(s)
 }

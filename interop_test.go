@@ -44,15 +44,7 @@ func foldedEras(t *testing.T, meta string) []uint32 {
 	if err != nil {
 		t.Fatalf("parse era_dump: %v", err)
 	}
-	eras := append([]uint32(nil), m.EraArray...)
-	for _, ws := range m.Writesets {
-		for b := range min(ws.NrBits, m.NrBlocks) {
-			if ws.Test(b) && ws.Era > eras[b] {
-				eras[b] = ws.Era
-			}
-		}
-	}
-	return eras
+	return m.LogicalEras(false)
 }
 
 func tempFile(t *testing.T, size int64) *os.File {

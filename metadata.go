@@ -18,7 +18,12 @@ import (
 // tree of archived writesets, the era array and the current writeset. It
 // does what dm-era-target.c's metadata functions do (format.md §7): format,
 // open, commit, resize, archive, new era, digest and metadata snapshots.
-// It is not safe for concurrent use; the Device serializes calls.
+// Its methods are named after the kernel's metadata functions
+// (metadata_commit: commit, metadata_era_rollover: eraRollover,
+// metadata_take_snap and metadata_drop_snap: takeSnap and dropSnap); the
+// Device methods that drive them are named for what the device does
+// (commitAndPublish, changeEra, dropSnapshotOf). It is not safe for
+// concurrent use; the Device serializes calls.
 type metadata struct {
 	bm *block.Manager
 	tm *transaction.Manager
@@ -305,9 +310,9 @@ func (md *metadata) newEra() error {
 	return nil
 }
 
-// rollover archives the current writeset (one recovered after a crash too)
+// eraRollover archives the current writeset (one recovered after a crash too)
 // and starts a new era.
-func (md *metadata) rollover() error {
+func (md *metadata) eraRollover() error {
 	if err := md.archive(); err != nil {
 		return err
 	}
@@ -342,11 +347,11 @@ func (md *metadata) markRange(lo, hi uint64) error {
 	return nil
 }
 
-// takeSnapshot clones the in-core superblock and takes a reference on its
+// takeSnap clones the in-core superblock and takes a reference on its
 // two trees (format.md §7.9). The caller rolls over first and commits
 // after, in one commit (the kernel commits between the two). pit marks the
 // clone as a point-in-time snapshot's (see pitMark).
-func (md *metadata) takeSnapshot(pit bool) error {
+func (md *metadata) takeSnap(pit bool) error {
 	if md.sb.MetadataSnap != 0 {
 		return ErrSnapshotExists
 	}
@@ -389,19 +394,15 @@ func (md *metadata) pitSnapshot() (bool, uint32, error) {
 	return bytes.Equal(data[pitMarkOff:pitMarkOff+len(pitMark)], pitMark), clone.CurrentEra, nil
 }
 
-// dropSnapshot releases the clone's trees and the clone itself.
-func (md *metadata) dropSnapshot() error {
+// dropSnap releases the clone's trees and the clone itself.
+func (md *metadata) dropSnap() error {
 	loc := md.sb.MetadataSnap
 	if loc == 0 {
 		return ErrNoSnapshot
 	}
-	data, err := md.tm.Read(loc, block.Superblock)
+	clone, err := readSuperblock(md.tm, loc)
 	if err != nil {
-		return fmt.Errorf("read metadata snapshot: %w", err)
-	}
-	clone, err := decodeSuperblock(loc, data)
-	if err != nil {
-		return err
+		return fmt.Errorf("metadata snapshot: %w", err)
 	}
 	if err := md.wsTree.Delete(clone.WritesetTreeRoot); err != nil {
 		return fmt.Errorf("drop snapshot's writeset tree: %w", err)
@@ -551,17 +552,4 @@ func (md *metadata) trees() eraTrees {
 // transaction (the caller pins them).
 func (md *metadata) committedTrees() eraTrees {
 	return treesOf(transaction.NewReadOnly(md.bm), &md.committed)
-}
-
-// treesOf returns the trees of sb, its current writeset included.
-func treesOf(tm *transaction.Manager, sb *superblock) eraTrees {
-	return eraTrees{
-		tm:         tm,
-		nrBlocks:   sb.NrBlocks,
-		currentEra: sb.CurrentEra,
-		wsRoot:     sb.WritesetTreeRoot,
-		eraRoot:    sb.EraArrayRoot,
-		current:    sb.CurrentWriteset,
-		uuid:       sb.UUID,
-	}
 }

@@ -111,7 +111,7 @@ func (d *Device) HoldPointInTime(diff Store, opts PointInTimeOptions) (*Snapshot
 		return nil, err
 	}
 	s := &Snapshot{owned: true, pit: p}
-	if _, err := d.rollover(s); err != nil {
+	if _, err := d.changeEra(s); err != nil {
 		return nil, err
 	}
 	return s, nil

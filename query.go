@@ -13,8 +13,6 @@ import (
 
 	"github.com/era-go/era/array"
 	"github.com/era-go/era/block"
-	"github.com/era-go/era/btree"
-	"github.com/era-go/era/transaction"
 )
 
 // Range is a half-open range [Begin, End) of origin block numbers.
@@ -23,93 +21,9 @@ type Range struct{ Begin, End uint64 }
 // Len returns the number of blocks in r.
 func (r Range) Len() uint64 { return r.End - r.Begin }
 
-// eraTrees is what a "written since" query reads: the era array, the
-// archived writesets and, when there is one, the current writeset. The
-// device, a view of committed metadata and a snapshot view each fill it
-// from their own roots.
-type eraTrees struct {
-	tm         *transaction.Manager
-	nrBlocks   uint32
-	currentEra uint32
-	wsRoot     uint64
-	eraRoot    uint64
-	current    writesetInfo // Root 0: no current writeset
-	uuid       [16]byte
-}
-
-// writesetEntry is one archived writeset.
-type writesetEntry struct {
-	era  uint32
-	info writesetInfo
-}
-
-// writesets returns the archived writesets with era >= since, ascending,
-// and the current writeset, if any and its era is >= since, last.
-func (t eraTrees) writesets(since uint32) ([]writesetEntry, error) {
-	out, err := t.archived(since, nil)
-	if err != nil {
-		return nil, err
-	}
-	if t.current.Root != 0 && t.currentEra >= since {
-		out = append(out, writesetEntry{era: t.currentEra, info: t.current})
-	}
-	return out, nil
-}
-
-// archived returns the entries of the writeset tree with era >= since,
-// ascending: the one walk of the tree that queries, views and dumps share.
-// An entry that is not a writeset (a key past 2^32-1, a root of 0) is
-// damage: without a handler it is the error; with one (dump --repair) it
-// is reported and skipped, and a tree that cannot be read to the end
-// yields the entries read so far.
-func (t eraTrees) archived(since uint32, damage func(error) error) ([]writesetEntry, error) {
-	if damage == nil {
-		damage = func(err error) error { return err }
-	}
-	var out []writesetEntry
-	var fatal error // a problem damage did not let pass
-	tree := btree.New(t.tm, btree.ValueType{Size: writesetInfoSize})
-	err := tree.Iterate(t.wsRoot, uint64(since), func(key uint64, v []byte) error {
-		info := decodeWritesetInfo(v)
-		var problem error
-		switch {
-		case key > uint64(^uint32(0)):
-			problem = fmt.Errorf("writeset tree: key %d is not an era: %w", key, ErrCorrupt)
-		case info.Root == 0:
-			problem = fmt.Errorf("writeset tree: writeset of era %d has root 0: %w", key, ErrCorrupt)
-		default:
-			out = append(out, writesetEntry{era: uint32(key), info: info})
-			return nil
-		}
-		if fatal = damage(problem); fatal != nil {
-			return btree.Stop
-		}
-		return nil
-	})
-	if fatal != nil {
-		return nil, fatal
-	}
-	if err != nil {
-		if err := damage(fmt.Errorf("read writeset tree: %w", err)); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // ctxEvery is how many era-array values a query reads between checks of
 // its context.
 const ctxEvery = 1 << 16
-
-// sinceOptions varies what writtenSince counts.
-type sinceOptions struct {
-	// noCurrent leaves out the current writeset, as era_invalidate 0.9.0
-	// does.
-	noCurrent bool
-	// beyondEnd keeps writeset bits at or past nr_blocks (below the
-	// writeset's own nr_bits), as era_invalidate 0.9.0 prints them.
-	beyondEnd bool
-}
 
 // writtenSince returns the set of blocks whose era is >= since: era-array
 // values >= since, and every bit of every writeset of such an era
@@ -295,19 +209,6 @@ func seq(ctx context.Context, since uint32, from uint64, pin func() (eraTrees, f
 	}
 }
 
-// readWords reads words [lo, hi) of a writeset, within its nr_bits: a
-// bitset shorter than that is damage.
-func readWords(bits *array.Bitset, ws writesetEntry, lo, hi uint64) ([]uint64, error) {
-	words, err := bits.ReadWords(ws.info.Root, uint64(ws.info.NrBits), lo, hi)
-	if errors.Is(err, array.ErrOutOfRange) {
-		err = block.Corruptf(ws.info.Root, "writeset", "shorter than its %d bits: %v", ws.info.NrBits, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read writeset of era %d: %w", ws.era, err)
-	}
-	return words, nil
-}
-
 // eras returns the era of every block in [lo, hi): the greatest of its
 // era-array value and the eras of the writesets that mark it.
 func (t eraTrees) eras(ctx context.Context, lo, hi uint64) ([]uint32, error) {
@@ -348,28 +249,6 @@ func (t eraTrees) eras(ctx context.Context, lo, hi uint64) ([]uint32, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// writesetWords calls fn with the words of each writeset of sets that
-// cover blocks [lo, hi) (within its nr_bits), in the order of sets; wlo is
-// the index of the first word.
-func (t eraTrees) writesetWords(ctx context.Context, sets []writesetEntry, lo, hi uint64, fn func(ws writesetEntry, wlo uint64, words []uint64)) error {
-	bits := array.NewBitset(t.tm)
-	for _, ws := range sets {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		wlo, whi := lo/64, min((hi+63)/64, array.NrWords(uint64(ws.info.NrBits)))
-		if wlo >= whi {
-			continue
-		}
-		words, err := readWords(bits, ws, wlo, whi)
-		if err != nil {
-			return err
-		}
-		fn(ws, wlo, words)
-	}
-	return nil
 }
 
 // pin returns the trees of the device's last commit, their blocks kept

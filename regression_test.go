@@ -265,17 +265,17 @@ func TestFix_RefcountUnderflowOnSharedRootCollapse(t *testing.T) {
 		if err := d.md.mark([]uint64{uint64(e % 16)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.md.rollover(); err != nil {
+		if err := d.md.eraRollover(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := d.md.rollover(); err != nil {
+	if err := d.md.eraRollover(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.md.takeSnapshot(false); err != nil {
+	if err := d.md.takeSnap(false); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.commit(); err != nil {
+	if err := d.commitAndPublish(); err != nil {
 		t.Fatal(err)
 	}
 	d.mu.Unlock()

@@ -128,9 +128,15 @@ func (sb *superblock) encode(data []byte) {
 	putIdentity(data, sb.UUID)
 }
 
+// blockReader reads a checked metadata block: a block.Manager, or a
+// transaction.Manager, which also sees its open transaction's blocks.
+type blockReader interface {
+	Read(loc uint64, k *block.Kind) ([]byte, error)
+}
+
 // readSuperblock reads and decodes the superblock (or a clone) at loc.
-func readSuperblock(bm *block.Manager, loc uint64) (*superblock, error) {
-	data, err := bm.Read(loc, block.Superblock)
+func readSuperblock(r blockReader, loc uint64) (*superblock, error) {
+	data, err := r.Read(loc, block.Superblock)
 	if err != nil {
 		return nil, fmt.Errorf("read superblock: %w", err)
 	}

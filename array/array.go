@@ -27,6 +27,11 @@ import (
 // array or bitset that is otherwise consistent.
 var ErrOutOfRange = errors.New("index out of range")
 
+// Stop is returned by an Iterate, IterateRange or Words callback to end the
+// iteration early; the call then returns nil. It is btree.Stop, so that an
+// array user need not import btree to stop a walk.
+var Stop = btree.Stop
+
 // Array is a copy-on-write array of fixed-size values (dm-array): a btree
 // from array-block index to the location of an array block. An Array holds no
 // state besides its configuration; the root is passed to every call and the
@@ -257,9 +262,9 @@ func (a *Array) hasBlockAfter(root, bi uint64) (bool, error) {
 	found := false
 	err := a.tree.Iterate(root, bi+1, func(uint64, []byte) error {
 		found = true
-		return btree.Stop
+		return Stop
 	})
-	if err != nil && !errors.Is(err, btree.Stop) {
+	if err != nil && !errors.Is(err, Stop) {
 		return false, err
 	}
 	return found, nil

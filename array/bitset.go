@@ -169,7 +169,7 @@ func (b *Bitset) SetBits(root, nrBits uint64, bits []uint64) (uint64, error) {
 
 // Words calls fn for every word of the bitset at root, of nrBits bits, in
 // order (one Array.Iterate, with its shape checks). Bits at or beyond nrBits
-// are reported clear whatever the disk holds. fn returning btree.Stop ends
+// are reported clear whatever the disk holds. fn returning Stop ends
 // the iteration early with a nil error.
 func (b *Bitset) Words(root, nrBits uint64, fn func(wordIndex uint64, w uint64) error) error {
 	nrWords := NrWords(nrBits)

@@ -11,7 +11,7 @@ import (
 
 // Iterate calls fn for every value of the array at root, which must hold
 // length values, in index order: one btree iteration, each array block read
-// once. v is a copy valid only during the call. fn returning btree.Stop ends
+// once. v is a copy valid only during the call. fn returning Stop ends
 // the iteration early with a nil error; any other error ends it and is
 // returned.
 //
@@ -47,7 +47,7 @@ func (a *Array) Iterate(root, length uint64, fn func(i uint64, v []byte) error) 
 		for s := range b.NrEntries {
 			copy(scratch, b.Value(s))
 			if err := fn(base+uint64(s), scratch); err != nil {
-				if errors.Is(err, btree.Stop) {
+				if errors.Is(err, Stop) {
 					stopped = true
 				}
 				return err
@@ -111,7 +111,7 @@ func (a *Array) Walk(root uint64, visitNode func(loc uint64, n *btree.Node, dept
 // IterateRange calls fn for values [begin, end) of the array at root, which
 // must hold length values, in index order, reading each array block of the
 // range once (a btree lookup per block). v is a copy valid only during the
-// call. fn returning btree.Stop ends the iteration early with a nil error.
+// call. fn returning Stop ends the iteration early with a nil error.
 // A range past length yields an error wrapping ErrOutOfRange; an array
 // shorter than length, one wrapping block.ErrCorrupt.
 func (a *Array) IterateRange(root, length, begin, end uint64, fn func(i uint64, v []byte) error) error {
@@ -136,7 +136,7 @@ func (a *Array) IterateRange(root, length, begin, end uint64, fn func(i uint64, 
 		for stop := min(end, (bi+1)*per); i < stop; i++ {
 			copy(scratch, blk.Value(uint32(i%per)))
 			if err := fn(i, scratch); err != nil {
-				if errors.Is(err, btree.Stop) {
+				if errors.Is(err, Stop) {
 					return nil
 				}
 				return err
@@ -144,4 +144,15 @@ func (a *Array) IterateRange(root, length, begin, end uint64, fn func(i uint64, 
 		}
 	}
 	return nil
+}
+
+// CountRefs counts in refs the references of the array at root, for a
+// checker: those of its btree, as btree.Tree.CountRefs counts them, and one
+// for each array-block pointer of each leaf read. The array blocks are not
+// read here; Iterate reads and checks them.
+func (a *Array) CountRefs(root uint64, refs *btree.Refs) error {
+	return a.tree.CountRefs(root, refs, func(_ uint64, v []byte) error {
+		refs.Inc(binary.LittleEndian.Uint64(v))
+		return nil
+	})
 }

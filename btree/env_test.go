@@ -202,35 +202,25 @@ type liveRoot struct {
 	tt   testType
 }
 
-// checkRefs walks every node reachable from the roots (each node's
-// pointers counted once, however many trees share it), adds one reference
-// per root and per value held in a distinct leaf, and compares the result
-// with every count in the space map. Walk also checks the node rules.
+// checkRefs counts, with CountRefs, every node reachable from the roots
+// (each node's pointers counted once, however many trees share it), one
+// reference per root and per value held in a distinct leaf, and compares
+// the result with every count in the space map. The walk also checks the
+// node rules.
 func (e *env) checkRefs(roots ...liveRoot) {
 	e.tb.Helper()
-	want := map[uint64]uint32{0: 1} // the superblock
-	seen := map[uint64]bool{}
+	refs := NewRefs()
+	refs.Inc(0) // the superblock
 	for _, r := range roots {
-		want[r.root]++
-		err := r.tree.Walk(r.root, func(loc uint64, n *Node, depth int) (bool, error) {
-			if seen[loc] {
-				return false, nil
-			}
-			seen[loc] = true
-			for i := range n.nr() {
-				switch {
-				case !n.IsLeaf():
-					want[n.Child(i)]++
-				case r.tt.ref:
-					want[r.tt.refOf(n.Value(i))]++
-				}
-			}
-			return true, nil
-		})
-		if err != nil {
+		var leaf func(uint64, []byte) error
+		if r.tt.ref {
+			leaf = func(_ uint64, v []byte) error { refs.Inc(r.tt.refOf(v)); return nil }
+		}
+		if err := r.tree.CountRefs(r.root, refs, leaf); err != nil {
 			e.tb.Fatalf("walk of root %d: %v", r.root, err)
 		}
 	}
+	want := refs.Counts()
 	var bad []string
 	for b := range keysOf(want, e.sm.counts) {
 		if got := e.sm.counts[b]; got != want[b] {

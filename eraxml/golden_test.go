@@ -85,8 +85,8 @@ func TestGolden(t *testing.T) {
 // 4 (blocks 0-3) and 7 (blocks 2, 3, 70).
 func TestLogicalQuirk(t *testing.T) {
 	m := readMetadata(t, "quirk.xml")
-	compat := logicalEras(m, true)[:4]
-	fixed := logicalEras(m, false)[:4]
+	compat := m.LogicalEras(true)[:4]
+	fixed := m.LogicalEras(false)[:4]
 	if want := []uint32{3, 4, 3, 5}; !slices.Equal(compat, want) {
 		t.Errorf("compat logical eras = %v, want %v", compat, want)
 	}

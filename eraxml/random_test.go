@@ -141,7 +141,7 @@ func TestRandomModel(t *testing.T) {
 
 		// Logical eras: greatest marking writeset, or (compat) lowest.
 		for _, compat := range []bool{false, true} {
-			got := logicalEras(m, compat)
+			got := m.LogicalEras(compat)
 			for b := range m.NrBlocks {
 				want := m.EraArray[b]
 				for i := range m.Writesets {

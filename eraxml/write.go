@@ -117,14 +117,17 @@ func WriteLogicalDump(w io.Writer, m *Metadata, compat bool) error {
 	}
 	x := newXMLWriter(w)
 	x.superblockBegin(m)
-	x.eraArray(logicalEras(m, compat))
+	x.eraArray(m.LogicalEras(compat))
 	x.s(`</superblock>`).nl()
 	return x.flush()
 }
 
-// logicalEras returns the era array with writeset eras folded in, as
-// described on WriteLogicalDump.
-func logicalEras(m *Metadata, compat bool) []uint32 {
+// LogicalEras returns the era of every block, as WriteLogicalDump prints
+// it: the era-array value, raised to the era of a writeset that marks the
+// block (bits below both NrBits and the length of EraArray). When several
+// writesets mark a block the greatest era wins, or with compat the
+// lowest-era one, as era_dump 0.9.0 does.
+func (m *Metadata) LogicalEras(compat bool) []uint32 {
 	n := uint64(len(m.EraArray))
 	out := append([]uint32(nil), m.EraArray...)
 	var seen []uint64 // compat: blocks already claimed by a lower-era writeset

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/era-go/era"
 	"github.com/era-go/era/eraxml"
@@ -111,28 +110,7 @@ func runDump(c *cmdEnv, args []string) int {
 }
 
 // folded returns m without writesets and with each block's era folded as
-// eraxml.WriteLogicalDump does: the greatest era marking the block wins, or
-// with compat the lowest-era writeset marking it, as 0.9.0.
+// eraxml.WriteLogicalDump does.
 func folded(m *eraxml.Metadata, compat bool) *eraxml.Metadata {
-	eras := slices.Clone(m.EraArray)
-	var claimed []bool
-	if compat {
-		claimed = make([]bool, len(eras))
-	}
-	for i := range m.Writesets {
-		ws := &m.Writesets[i]
-		for b := range min(ws.NrBits, m.NrBlocks) {
-			if !ws.Test(b) {
-				continue
-			}
-			if compat {
-				if claimed[b] {
-					continue
-				}
-				claimed[b] = true
-			}
-			eras[b] = max(eras[b], ws.Era)
-		}
-	}
-	return &eraxml.Metadata{BlockSize: m.BlockSize, NrBlocks: m.NrBlocks, CurrentEra: m.CurrentEra, EraArray: eras}
+	return &eraxml.Metadata{BlockSize: m.BlockSize, NrBlocks: m.NrBlocks, CurrentEra: m.CurrentEra, EraArray: m.LogicalEras(compat)}
 }
