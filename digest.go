@@ -2,13 +2,26 @@ package era
 
 import (
 	"runtime"
+	"sync/atomic"
 	"time"
 )
+
+// digester is the state of the background digest worker (digestLoop).
+type digester struct {
+	kick chan struct{} // wakes the worker; buffered, never blocks
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the worker has returned
+	// pending is set while archived writesets wait to be digested
+	// (Stats.Digesting).
+	pending atomic.Bool
+	// wake is closed by the next commit, which a paced worker waits for.
+	wake atomic.Pointer[chan struct{}]
+}
 
 // kickDigest wakes the digest worker.
 func (d *Device) kickDigest() {
 	select {
-	case d.kick <- struct{}{}:
+	case d.digest.kick <- struct{}{}:
 	default:
 	}
 }
@@ -33,12 +46,12 @@ const (
 // at a time, off the write path: between steps it releases the lock that
 // first writes need. It commits when it has nothing left to do.
 func (d *Device) digestLoop() {
-	defer close(d.digestDone)
+	defer close(d.digest.done)
 	for {
 		select {
-		case <-d.stopDigest:
+		case <-d.digest.stop:
 			return
-		case <-d.kick:
+		case <-d.digest.kick:
 		}
 		for steps := 0; ; {
 			more, busy, stalled, seen := d.digestOnce()
@@ -50,7 +63,7 @@ func (d *Device) digestLoop() {
 				steps = 0
 			}
 			select {
-			case <-d.stopDigest:
+			case <-d.digest.stop:
 				return
 			default:
 			}
@@ -63,8 +76,8 @@ func (d *Device) digestLoop() {
 // digestWaitMax.
 func (d *Device) awaitCommit(seen uint64) {
 	ch := make(chan struct{})
-	d.commitWake.Store(&ch)
-	if d.commits.Load() != seen {
+	d.digest.wake.Store(&ch)
+	if d.counts.commits.Load() != seen {
 		return
 	}
 	t := time.NewTimer(digestWaitMax)
@@ -72,7 +85,7 @@ func (d *Device) awaitCommit(seen uint64) {
 	select {
 	case <-ch:
 	case <-t.C:
-	case <-d.stopDigest:
+	case <-d.digest.stop:
 	}
 }
 
@@ -88,7 +101,7 @@ func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
 	busy = time.Since(time.Unix(0, d.marks.lastDone.Load())) < digestBusyWindow
 	if dirty := d.md.tm.Dirty(); dirty >= digestPendingBusy {
 		if busy && dirty < digestPendingIdle {
-			return true, true, true, d.commits.Load()
+			return true, true, true, d.counts.commits.Load()
 		}
 		if err := d.commitAndPublish(); err != nil {
 			return false, false, false, 0
@@ -103,8 +116,8 @@ func (d *Device) digestOnce() (more, busy, stalled bool, seen uint64) {
 		if d.md.changed() {
 			d.commitAndPublish()
 		}
-		d.digesting.Store(false)
+		d.digest.pending.Store(false)
 		return false, false, false, 0
 	}
-	return true, busy, false, d.commits.Load()
+	return true, busy, false, d.counts.commits.Load()
 }

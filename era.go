@@ -115,19 +115,10 @@ type Device struct {
 
 	// marks batches first writes into shared commits (group commit).
 	marks batch
-	// commitWake is closed by the next commit (digest pacing).
-	commitWake atomic.Pointer[chan struct{}]
-
-	kick       chan struct{}
-	stopDigest chan struct{}
-	digestDone chan struct{}
-
-	commits     atomic.Uint64
-	markCommits atomic.Uint64 // commits made for first writes
-	// digesting is set while archived writesets wait to be digested.
-	digesting atomic.Bool
-	// commitNanos and maxCommitNanos sum and bound the commit durations.
-	commitNanos, maxCommitNanos atomic.Int64
+	// digest is the background digest worker.
+	digest digester
+	// counts counts commits and their durations.
+	counts commitCounts
 	// usageHigh is set while the usage is above Config.UsageWarn.
 	usageHigh atomic.Bool
 }
@@ -248,9 +239,11 @@ func Open(meta, origin interface {
 		unlock:     unlock,
 		md:         md,
 		bm:         bm,
-		kick:       make(chan struct{}, 1),
-		stopDigest: make(chan struct{}),
-		digestDone: make(chan struct{}),
+		digest: digester{
+			kick: make(chan struct{}, 1),
+			stop: make(chan struct{}),
+			done: make(chan struct{}),
+		},
 	}
 	d.retireCond = sync.NewCond(&d.retireMu)
 	d.marks.commit = d.commitBatch
@@ -262,7 +255,7 @@ func Open(meta, origin interface {
 	}
 	d.cur.Store(ws)
 	d.committed()
-	d.digesting.Store(md.backlog > 0)
+	d.digest.pending.Store(md.backlog > 0)
 	if lostPIT {
 		d.emit(Event{Kind: EventSnapshotLost, Era: lostEra})
 	}
@@ -480,30 +473,27 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 	if err := d.commitAndPublish(); err != nil {
 		return err
 	}
-	d.markCommits.Add(1)
+	d.counts.marks.Add(1)
 	for _, b := range blocks {
 		ws.set(b)
 	}
 	return nil
 }
 
-// commitAndPublish commits the metadata and publishes its status; a failure puts the device in fail mode.
+// commitAndPublish commits the metadata, counts the commit and publishes
+// the status; a failure puts the device in fail mode.
 func (d *Device) commitAndPublish() error {
 	t0 := time.Now()
 	if err := d.md.commit(); err != nil {
 		return d.abort(err)
 	}
 	took := time.Since(t0)
-	d.commits.Add(1)
-	d.commitNanos.Add(int64(took))
-	if int64(took) > d.maxCommitNanos.Load() {
-		d.maxCommitNanos.Store(int64(took))
-	}
+	d.counts.add(took)
 	d.committed()
 	if took >= d.cfg.SlowCommit {
 		d.emit(Event{Kind: EventSlowCommit, Took: took})
 	}
-	if ch := d.commitWake.Swap(nil); ch != nil {
+	if ch := d.digest.wake.Swap(nil); ch != nil {
 		close(*ch)
 	}
 	return nil
@@ -615,7 +605,7 @@ func (d *Device) changeEra(snap *Snapshot) (uint32, error) {
 	}
 	next.pit = d.pit.Load()
 	old := d.cur.Swap(next)
-	d.digesting.Store(true)
+	d.digest.pending.Store(true)
 	d.retireMu.Lock()
 	d.retiring = true
 	d.retireMu.Unlock()
@@ -777,8 +767,8 @@ func (d *Device) Close() error {
 		return ErrClosed
 	}
 	drain(d.cur.Load())
-	close(d.stopDigest)
-	<-d.digestDone
+	close(d.digest.stop)
+	<-d.digest.done
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.status.Store(&Status{})
@@ -804,6 +794,6 @@ func (d *Device) Close() error {
 	if err := d.md.commit(); err != nil {
 		return err
 	}
-	d.commits.Add(1)
+	d.counts.commits.Add(1)
 	return nil
 }

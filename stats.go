@@ -1,6 +1,27 @@
 package era
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
+
+// commitCounts counts a device's commits, for Stats.
+type commitCounts struct {
+	commits atomic.Uint64
+	marks   atomic.Uint64 // commits made for first writes
+	// nanos and maxNanos sum and bound the commit durations.
+	nanos, maxNanos atomic.Int64
+}
+
+// add counts a commit that took took. Commits are serialized (Device.mu),
+// so the maximum needs no compare-and-swap.
+func (c *commitCounts) add(took time.Duration) {
+	c.commits.Add(1)
+	c.nanos.Add(int64(took))
+	if int64(took) > c.maxNanos.Load() {
+		c.maxNanos.Store(int64(took))
+	}
+}
 
 // Stats is what a Device has done, for benchmarks and monitoring: the
 // commits since Open returned, and the metadata I/O since Open began (its
@@ -49,21 +70,21 @@ func (d *Device) Stats() Stats {
 	bm := d.bm.Stats()
 	st := d.status.Load()
 	s := Stats{
-		Commits:         d.commits.Load(),
+		Commits:         d.counts.commits.Load(),
 		FirstWrites:     d.marks.requests.Load(),
-		MarkCommits:     d.markCommits.Load(),
+		MarkCommits:     d.counts.marks.Load(),
 		MetadataReads:   bm.Reads,
 		MetadataHits:    bm.Hits,
 		MetadataWrites:  bm.Writes,
 		MetadataSyncs:   bm.Syncs,
 		CanSync:         d.bm.CanSync(),
-		Digesting:       d.digesting.Load(),
+		Digesting:       d.digest.pending.Load(),
 		Backlog:         st.Backlog,
 		MetadataUsed:    st.UsedMetadataBlocks,
 		MetadataTotal:   st.TotalMetadataBlocks,
 		MetadataReserve: st.reserve,
-		CommitTotal:     time.Duration(d.commitNanos.Load()),
-		CommitMax:       time.Duration(d.maxCommitNanos.Load()),
+		CommitTotal:     time.Duration(d.counts.nanos.Load()),
+		CommitMax:       time.Duration(d.counts.maxNanos.Load()),
 	}
 	if p := d.pit.Load(); p != nil {
 		s.SnapshotHeld = true
