@@ -310,26 +310,39 @@ func sizeOf(s any, given int64, what string) (int64, error) {
 	if given > 0 {
 		return given, nil
 	}
+	n, err := StoreSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %w", what, err)
+	}
+	return n, nil
+}
+
+// StoreSize returns the size in bytes of a store, as Open finds it when
+// Config leaves the size zero: from a Size method, from Stat for anything
+// but a device, or by seeking to the end (a block device, whose Stat says
+// 0). A store that offers none of them fails with ErrInvalidConfig: give
+// its size in Config.
+func StoreSize(s any) (int64, error) {
 	if sz, ok := s.(interface{ Size() int64 }); ok {
 		return sz.Size(), nil
 	}
 	if st, ok := s.(interface{ Stat() (os.FileInfo, error) }); ok {
 		fi, err := st.Stat()
 		if err != nil {
-			return 0, fmt.Errorf("%s size: %w", what, err)
+			return 0, fmt.Errorf("size: %w", err)
 		}
 		if fi.Mode()&os.ModeDevice == 0 {
 			return fi.Size(), nil
 		}
 	}
-	if sk, ok := s.(io.Seeker); ok { // block devices report their size this way
+	if sk, ok := s.(io.Seeker); ok {
 		n, err := sk.Seek(0, io.SeekEnd)
 		if err != nil {
-			return 0, fmt.Errorf("%s size: %w", what, err)
+			return 0, fmt.Errorf("size: %w", err)
 		}
 		return n, nil
 	}
-	return 0, fmt.Errorf("%s size unknown: set it in Config: %w", what, ErrInvalidConfig)
+	return 0, fmt.Errorf("size unknown (no Size, Stat or Seek): set it in Config: %w", ErrInvalidConfig)
 }
 
 // usable returns nil while the device accepts changes.

@@ -1,6 +1,7 @@
 package era_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -91,4 +92,18 @@ func ExampleOpenView() {
 	fmt.Println("block 7 written in era", e, "of", v.NrBlocks(), "blocks")
 	// Output:
 	// block 7 written in era 1 of 4096 blocks
+}
+
+// Size a store the way Open does when Config leaves its size zero.
+func ExampleStoreSize() {
+	f, _ := os.CreateTemp("", "era-store")
+	defer os.Remove(f.Name())
+	f.Truncate(8 << 20)
+	n, err := era.StoreSize(f)
+	fmt.Println(n, err)
+	_, err = era.StoreSize(struct{}{}) // no Size, Stat or Seek
+	fmt.Println(errors.Is(err, era.ErrInvalidConfig))
+	// Output:
+	// 8388608 <nil>
+	// true
 }

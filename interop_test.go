@@ -1,7 +1,6 @@
 package era
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -223,45 +222,13 @@ func TestRestoredImages(t *testing.T) {
 	}
 }
 
-// kernelTruth reads a NAME.meta file of the kernel fixtures: key=value lines.
-func kernelTruth(t *testing.T, name string) map[string]string {
-	f, err := os.Open(filepath.Join(goldenDir, name+".meta"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && !strings.HasPrefix(k, "#") {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// erasOf parses "block:era block:era ..." into a full era slice.
-func erasOf(t *testing.T, s string, nrBlocks int) []uint32 {
-	eras := make([]uint32, nrBlocks)
-	for _, f := range strings.Fields(s) {
-		b, e, _ := strings.Cut(f, ":")
-		bi, err1 := strconv.Atoi(b)
-		ei, err2 := strconv.Atoi(e)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("bad pair %q", f)
-		}
-		eras[bi] = uint32(ei)
-	}
-	return eras
-}
-
 // TestKernelImages reads metadata the Linux 6.1 kernel wrote (a normal run,
 // a crash without suspend, a held metadata snapshot) and compares every
 // answer with what the scenario wrote.
 func TestKernelImages(t *testing.T) {
 	for _, name := range []string{"kernel-a1", "kernel-crash", "kernel-snap"} {
 		t.Run(name, func(t *testing.T) {
-			truth := kernelTruth(t, name)
+			truth := goldenTruth(t, name)
 			nr, _ := strconv.Atoi(truth["nr_blocks"])
 			bs, _ := strconv.Atoi(truth["block_size"])
 			f, err := os.Open(filepath.Join(goldenDir, name+".bin"))
@@ -279,7 +246,7 @@ func TestKernelImages(t *testing.T) {
 			if int(v.NrBlocks()) != nr || int(v.BlockSectors()) != bs {
 				t.Fatalf("view: %d blocks of %d sectors, want %d of %d", v.NrBlocks(), v.BlockSectors(), nr, bs)
 			}
-			m := &model{era: erasOf(t, truth["logical"], nr)}
+			m := &model{era: truthEras(t, truth["logical"], uint32(nr))}
 			if _, err := v.WrittenSince(v.CurrentEra() + 1); !errors.Is(err, ErrOutOfRange) {
 				t.Fatalf("WrittenSince past the current era: %v, want ErrOutOfRange", err)
 			}
@@ -297,7 +264,7 @@ func TestKernelImages(t *testing.T) {
 				if err != nil {
 					t.Fatalf("OpenSnapshot: %v", err)
 				}
-				sm := &model{era: erasOf(t, s, nr)}
+				sm := &model{era: truthEras(t, s, uint32(nr))}
 				for n := range sv.CurrentEra() + 1 {
 					got, err := sv.WrittenSince(n)
 					if err != nil {

@@ -143,22 +143,6 @@ func openView(path string, snapshot bool) (*os.File, *era.View, error) {
 	return f, v, nil
 }
 
-// storeSize returns the size of an open file or block device.
-func storeSize(f *os.File) (int64, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if fi.Mode().IsRegular() {
-		return fi.Size(), nil
-	}
-	n, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", f.Name(), err)
-	}
-	return n, nil
-}
-
 // writeOutput runs write on standard output (path "" or "-") or on the
 // file path. A regular file is written as a temporary file next to it,
 // synced and renamed over it, so that readers never see it half written

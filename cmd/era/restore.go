@@ -84,7 +84,7 @@ func runRestore(c *cmdEnv, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	size, err := storeSize(out)
+	size, err := era.StoreSize(out)
 	if err != nil {
 		out.Close()
 		return c.fail(fileError(output, err))

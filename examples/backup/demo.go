@@ -301,7 +301,7 @@ func hashFile(ctx context.Context, name string, prog Progress) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	size, err := fileSize(f)
+	size, err := era.StoreSize(f)
 	if err != nil {
 		return "", err
 	}

@@ -226,7 +226,7 @@ func openSource(repo *Repo, metaPath, imagePath string, external bool, sectors u
 			meta.Close()
 			return src, nil, err
 		}
-		size, err := fileSize(image)
+		size, err := era.StoreSize(image)
 		if err != nil {
 			meta.Close()
 			image.Close()
@@ -240,7 +240,7 @@ func openSource(repo *Repo, metaPath, imagePath string, external bool, sectors u
 	if err != nil {
 		return src, nil, err
 	}
-	size, err := fileSize(image)
+	size, err := era.StoreSize(image)
 	if err != nil {
 		image.Close()
 		return src, nil, err
@@ -337,22 +337,6 @@ func guessBlockSectors(repo *Repo, meta *os.File) (uint32, error) {
 		return uint32(m.Backups[n-1].BlockBytes / 512), nil
 	}
 	return 128, nil
-}
-
-// fileSize returns the size of a file or block device.
-func fileSize(f *os.File) (int64, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if fi.Mode().IsRegular() {
-		return fi.Size(), nil
-	}
-	n, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", f.Name(), err)
-	}
-	return n, nil
 }
 
 // cmdRestore runs "backup restore".
