@@ -112,12 +112,9 @@ func formatMetadata(bm *block.Manager, blockSectors uint32) (*metadata, error) {
 
 // openMetadata opens formatted metadata for change.
 func openMetadata(bm *block.Manager) (*metadata, error) {
-	sb, err := readSuperblock(bm, 0)
+	sb, err := readTopSuperblock(bm)
 	if err != nil {
 		return nil, err
-	}
-	if sb.Blocknr != 0 {
-		return nil, block.Corruptf(0, block.Superblock.Name, "stored location %d", sb.Blocknr)
 	}
 	tm := transaction.New(bm, nil)
 	sm, err := spacemap.Open(tm, sb.SpaceMapRoot[:])
@@ -128,7 +125,7 @@ func openMetadata(bm *block.Manager) (*metadata, error) {
 	md.sm = sm
 	md.sb = *sb
 	md.committed = *sb
-	if err := md.checkRoots(); err != nil {
+	if err := sb.rootsWithin(sm.NrBlocks(), sb.CurrentWriteset); err != nil {
 		return nil, err
 	}
 	n, err := md.trees().writesets(0)
@@ -140,26 +137,6 @@ func openMetadata(bm *block.Manager) (*metadata, error) {
 		md.backlog-- // writesets() lists the current one too
 	}
 	return md, nil
-}
-
-// checkRoots rejects superblock roots outside the space map, which the
-// trees would otherwise only find on first use.
-func (md *metadata) checkRoots() error {
-	n := md.sm.NrBlocks()
-	for _, r := range []struct {
-		name string
-		loc  uint64
-	}{
-		{"writeset tree root", md.sb.WritesetTreeRoot},
-		{"era array root", md.sb.EraArrayRoot},
-		{"current writeset root", md.sb.CurrentWriteset.Root},
-		{"metadata snapshot", md.sb.MetadataSnap},
-	} {
-		if r.loc >= n {
-			return block.Corruptf(0, block.Superblock.Name, "%s %d beyond the %d metadata blocks", r.name, r.loc, n)
-		}
-	}
-	return nil
 }
 
 // commit makes every change durable: the space map writes its blocks, every

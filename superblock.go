@@ -134,6 +134,40 @@ type blockReader interface {
 	Read(loc uint64, k *block.Kind) ([]byte, error)
 }
 
+// readTopSuperblock reads the superblock of a store: block 0, which must
+// say it is block 0.
+func readTopSuperblock(r blockReader) (*superblock, error) {
+	sb, err := readSuperblock(r, 0)
+	if err != nil {
+		return nil, err
+	}
+	if sb.Blocknr != 0 {
+		return nil, block.Corruptf(0, block.Superblock.Name, "stored location %d", sb.Blocknr)
+	}
+	return sb, nil
+}
+
+// rootsWithin rejects the roots of the trees of sb that lie at or beyond
+// n metadata blocks, which the trees would otherwise find only on first
+// use. A current writeset is checked when its root is given (a snapshot
+// view has none), a metadata snapshot when sb holds one.
+func (sb *superblock) rootsWithin(n uint64, current writesetInfo) error {
+	for _, r := range []struct {
+		name string
+		loc  uint64
+	}{
+		{"writeset tree root", sb.WritesetTreeRoot},
+		{"era array root", sb.EraArrayRoot},
+		{"current writeset root", current.Root},
+		{"metadata snapshot", sb.MetadataSnap},
+	} {
+		if r.loc >= n {
+			return block.Corruptf(sb.Blocknr, block.Superblock.Name, "%s %d beyond the %d metadata blocks", r.name, r.loc, n)
+		}
+	}
+	return nil
+}
+
 // readSuperblock reads and decodes the superblock (or a clone) at loc.
 func readSuperblock(r blockReader, loc uint64) (*superblock, error) {
 	data, err := r.Read(loc, block.Superblock)

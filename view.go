@@ -193,12 +193,9 @@ func openReadOnly(metadata io.ReaderAt) (*block.Manager, *superblock, error) {
 	case !eraMagicAt(b0):
 		return nil, nil, fmt.Errorf("the metadata store holds %s, not era metadata: %w", describe(b0), ErrNoMetadata)
 	}
-	sb, err := readSuperblock(bm, 0)
+	sb, err := readTopSuperblock(bm)
 	if err != nil {
 		return nil, nil, err
-	}
-	if sb.Blocknr != 0 {
-		return nil, nil, block.Corruptf(0, block.Superblock.Name, "stored location %d", sb.Blocknr)
 	}
 	root, err := spacemap.DecodeRoot(sb.SpaceMapRoot[:])
 	if err != nil {
@@ -220,10 +217,8 @@ func newView(bm *block.Manager, sb *superblock, current writesetInfo) (*View, er
 	}
 	v.trees.current = current
 	n := bm.NrBlocks()
-	for _, r := range []uint64{sb.WritesetTreeRoot, sb.EraArrayRoot, current.Root} {
-		if r >= n {
-			return nil, block.Corruptf(sb.Blocknr, block.Superblock.Name, "root %d beyond the %d metadata blocks", r, n)
-		}
+	if err := sb.rootsWithin(n, current); err != nil {
+		return nil, err
 	}
 	// An era array of nr_blocks values needs that many values' worth of
 	// array blocks; refusing more bounds what queries allocate (a bit
