@@ -5,33 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"testing"
+
+	"github.com/era-go/era"
 )
 
 // Store is a metadata or origin store in memory, over a byte slice of
-// fixed size. It is safe for concurrent use.
+// fixed size: &Store{Data: img} reopens a crash image without copying it.
+// Its methods are safe for concurrent use.
 type Store struct {
-	mu   sync.Mutex
-	data []byte
+	mu sync.Mutex
+	// Data is the store's contents. Read or change it directly only while
+	// no device uses the store.
+	Data []byte
 }
 
 // NewStore returns a zeroed store of size bytes.
-func NewStore(size int64) *Store { return &Store{data: make([]byte, size)} }
-
-// StoreOver returns a store over data, without copying it: for reopening a
-// crash image, writes change data.
-func StoreOver(data []byte) *Store { return &Store{data: data} }
+func NewStore(size int) *Store { return &Store{Data: make([]byte, size)} }
 
 // Size returns the store's size in bytes.
-func (s *Store) Size() int64 { return int64(len(s.data)) }
+func (s *Store) Size() int64 { return int64(len(s.Data)) }
 
 // ReadAt reads len(p) bytes at off; a read past the end fails.
 func (s *Store) ReadAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if off < 0 || off >= int64(len(s.data)) {
-		return 0, fmt.Errorf("read at %d of %d bytes", off, len(s.data))
+	if off < 0 || off >= int64(len(s.Data)) {
+		return 0, fmt.Errorf("read at %d of %d bytes", off, len(s.Data))
 	}
-	n := copy(p, s.data[off:])
+	n := copy(p, s.Data[off:])
 	if n < len(p) {
 		return n, fmt.Errorf("short read at %d", off)
 	}
@@ -42,17 +44,17 @@ func (s *Store) ReadAt(p []byte, off int64) (int, error) {
 func (s *Store) WriteAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(s.data)) {
-		return 0, fmt.Errorf("write at %d past %d", off, len(s.data))
+	if off < 0 || off+int64(len(p)) > int64(len(s.Data)) {
+		return 0, fmt.Errorf("write at %d past %d", off, len(s.Data))
 	}
-	return copy(s.data[off:], p), nil
+	return copy(s.Data[off:], p), nil
 }
 
 // Bytes returns a copy of the store's contents.
 func (s *Store) Bytes() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return bytes.Clone(s.data)
+	return bytes.Clone(s.Data)
 }
 
 // NoOrigin is the origin of a device reopened only to be queried: Open
@@ -127,4 +129,15 @@ func IsZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// Open opens a device on meta and origin with blocks of sectors sectors,
+// formatting zeroed metadata, and fails t if it cannot.
+func Open(t testing.TB, meta, origin era.Store, sectors uint32) *era.Device {
+	t.Helper()
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: sectors})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return d
 }

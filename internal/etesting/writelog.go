@@ -1,6 +1,12 @@
 package etesting
 
-import "sync"
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/era-go/era/erasim"
+)
 
 // Write is one WriteAt of a workload: its blocks [Lo, Hi) and the era
 // observed before it started; the era it is tracked in can only be later.
@@ -28,4 +34,24 @@ func (l *WriteLog) Snapshot() []Write {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]Write(nil), l.done...)
+}
+
+// CheckReached checks eras, the era of every block in the image of a power
+// cut at clock time c, against the writes that had reached the origin by
+// then: each origin write in ops issued before c (its data starting with
+// the little-endian index of its Write in calls) must have its blocks at
+// its era or later.
+func CheckReached(eras []uint32, ops []erasim.Op, c uint64, calls []Write) error {
+	for _, op := range ops {
+		if op.Time >= c {
+			break
+		}
+		w := calls[binary.LittleEndian.Uint64(op.Data)]
+		for b := w.Lo; b < w.Hi; b++ {
+			if eras[b] < w.Era {
+				return fmt.Errorf("block %d at era %d, its write (era %d or later) had reached the origin", b, eras[b], w.Era)
+			}
+		}
+	}
+	return nil
 }
