@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/era-go/era"
-	"github.com/era-go/era/internal/etesting"
-
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
+	"github.com/era-go/era/internal/etesting"
 )
 
 // TestAgentsCheckpointingConcurrentlyMissNothing: two backup agents, each

@@ -123,7 +123,7 @@ type recordedRun struct {
 	snaps      []recordedSnap
 	floors     []eraFloor
 	maxBlocks  uint64
-	noSpace    int // operations refused with era.ErrNoSpace
+	noSpace    int // operations refused with ErrNoSpace
 }
 
 // recordWorkload runs a random workload of n operations and records it.
@@ -401,7 +401,7 @@ type tortureStats struct {
 	snapChecked int
 	snapLost    int
 	continued   int // images reopened, written to and closed again
-	noSpace     int // workload operations refused with era.ErrNoSpace
+	noSpace     int // workload operations refused with ErrNoSpace
 	eraCheck    int // images era_check passed
 	failures    []string
 }

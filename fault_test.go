@@ -122,7 +122,7 @@ func faultScript(t *testing.T, d *era.Device, origin *erasim.Store, rng *rand.Ra
 // workload, for each kind of fault, and checks the device's promises: the
 // failing write returns an error and leaves the origin untouched; a failed
 // metadata write or sync puts the device in fail mode, where every write
-// returns era.ErrReadOnly until it is reopened while reads and queries go on;
+// returns ErrReadOnly until it is reopened while reads and queries go on;
 // nothing acknowledged is lost, whether the store is healed and reopened
 // or cut by a power failure right after the fault.
 func TestFaultMetadataStore(t *testing.T) {
@@ -343,7 +343,7 @@ func TestFaultOriginWrite(t *testing.T) {
 }
 
 // TestFaultMetadataFull fills small metadata stores until a first write
-// fails with era.ErrNoSpace: a held snapshot shares the era array, so the
+// fails with ErrNoSpace: a held snapshot shares the era array, so the
 // digest of a writeset marking every era-array block copies them all. It
 // checks: nothing reached the origin, the device does not fail (reads,
 // queries and writes to blocks already marked go on), nothing acknowledged

@@ -7,7 +7,7 @@ package era_test
 // kind it had (block.Identify), so the mutations reach the structure
 // checks behind the checksum. Open, OpenView, OpenSnapshot and Check must
 // never panic, hang or allocate without bound, and must fail with an error
-// wrapping era.ErrCorrupt that names a block (or succeed, when the mutation
+// wrapping ErrCorrupt that names a block (or succeed, when the mutation
 // happened to be harmless).
 //
 //	go test -run '^$' -fuzz FuzzOpen -fuzztime 60s .
