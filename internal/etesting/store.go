@@ -1,13 +1,9 @@
 package etesting
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sync"
-	"testing"
-
-	"github.com/era-go/era"
 )
 
 // Store is a metadata or origin store in memory, over a byte slice of
@@ -50,13 +46,6 @@ func (s *Store) WriteAt(p []byte, off int64) (int, error) {
 	return copy(s.Data[off:], p), nil
 }
 
-// Bytes returns a copy of the store's contents.
-func (s *Store) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.Data)
-}
-
 // NoOrigin is the origin of a device reopened only to be queried: Open
 // never touches the origin, and any read or write of it fails.
 type NoOrigin struct{}
@@ -67,59 +56,6 @@ func (NoOrigin) ReadAt([]byte, int64) (int, error) { return 0, errors.New("no or
 // WriteAt fails.
 func (NoOrigin) WriteAt([]byte, int64) (int, error) { return 0, errors.New("no origin") }
 
-// Sparse is an origin that stores only the pages written, for origins
-// too large to hold in memory, and counts the writes. It is safe for
-// concurrent use.
-type Sparse struct {
-	mu     sync.Mutex
-	size   int64
-	pages  map[int64][]byte
-	writes int
-}
-
-// NewSparse returns an empty (all zero) sparse origin of size bytes.
-func NewSparse(size int64) *Sparse { return &Sparse{size: size, pages: map[int64][]byte{}} }
-
-// Size returns the origin's size in bytes.
-func (s *Sparse) Size() int64 { return s.size }
-
-// ReadAt reads len(p) bytes at off: zeros where nothing was written.
-func (s *Sparse) ReadAt(p []byte, off int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range p {
-		pg, ok := s.pages[(off+int64(i))/4096]
-		p[i] = 0
-		if ok {
-			p[i] = pg[(off+int64(i))%4096]
-		}
-	}
-	return len(p), nil
-}
-
-// WriteAt writes p at off and counts the write.
-func (s *Sparse) WriteAt(p []byte, off int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.writes++
-	for i, c := range p {
-		pg := s.pages[(off+int64(i))/4096]
-		if pg == nil {
-			pg = make([]byte, 4096)
-			s.pages[(off+int64(i))/4096] = pg
-		}
-		pg[(off+int64(i))%4096] = c
-	}
-	return len(p), nil
-}
-
-// Writes returns the number of WriteAt calls so far.
-func (s *Sparse) Writes() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.writes
-}
-
 // IsZero reports whether every byte of b is zero (an unformatted
 // superblock, for instance).
 func IsZero(b []byte) bool {
@@ -129,15 +65,4 @@ func IsZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// Open opens a device on meta and origin with blocks of sectors sectors,
-// formatting zeroed metadata, and fails t if it cannot.
-func Open(t testing.TB, meta, origin era.Store, sectors uint32) *era.Device {
-	t.Helper()
-	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: sectors})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return d
 }

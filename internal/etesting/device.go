@@ -1,10 +1,22 @@
 package etesting
 
 import (
+	"testing"
 	"time"
 
 	"github.com/era-go/era"
 )
+
+// Open opens a device on meta and origin with blocks of sectors sectors,
+// formatting zeroed metadata, and fails t if it cannot.
+func Open(t testing.TB, meta, origin era.Store, sectors uint32) *era.Device {
+	t.Helper()
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: sectors})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return d
+}
 
 // Usable returns nil while d accepts changes, else why not (an error
 // wrapping era.ErrReadOnly once it failed, era.ErrClosed once closed): the
