@@ -1,4 +1,4 @@
-package era
+package era_test
 
 // Concurrency: 32 goroutines write (overlapping and not) while others
 // checkpoint, take and drop snapshots, read them, ask for the status and
@@ -17,44 +17,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
+	"github.com/era-go/era/internal/etesting"
 )
 
-// concWrite is one WriteAt: its blocks and the era observed (Status)
-// before it started; the era it is tracked in can only be later.
-type concWrite struct {
-	lo, hi uint64
-	era    uint32
-}
-
-// concLog holds the writes in the order they completed.
-type concLog struct {
-	mu   sync.Mutex
-	done []concWrite
-}
-
-func (l *concLog) add(w concWrite) {
-	l.mu.Lock()
-	l.done = append(l.done, w)
-	l.mu.Unlock()
-}
-
-func (l *concLog) snapshot() []concWrite {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]concWrite(nil), l.done...)
-}
-
-// concCheck checks that every write of done whose era is >= since is in
+// checkCompleted checks that every write of done whose era is >= since is in
 // rs = WrittenSince(since).
-func concCheck(rs []Range, since uint32, done []concWrite) error {
+func checkCompleted(rs []era.Range, since uint32, done []etesting.Write) error {
 	for _, w := range done {
-		if w.era < since {
+		if w.Era < since {
 			continue
 		}
-		for b := w.lo; b < w.hi; b++ {
-			if !fltIn(rs, b) {
-				return fmt.Errorf("block %d, written in era %d or later, missing from WrittenSince(%d)", b, w.era, since)
+		for b := w.Lo; b < w.Hi; b++ {
+			if !etesting.InRanges(rs, b) {
+				return fmt.Errorf("block %d, written in era %d or later, missing from WrittenSince(%d)", b, w.Era, since)
 			}
 		}
 	}
@@ -69,7 +46,7 @@ func TestConcurrency(t *testing.T) {
 		hot       = 64 // blocks every overlapping writer shares
 	)
 	perWriter := 120
-	if raceEnabled() || testing.Short() {
+	if etesting.Race || testing.Short() {
 		perWriter = 50
 	}
 	if *crashFull {
@@ -78,14 +55,14 @@ func TestConcurrency(t *testing.T) {
 	var clock erasim.Clock
 	meta := erasim.New(4<<20, erasim.WithClock(&clock))
 	origin := erasim.New(nrBlocks*blockSize, erasim.WithClock(&clock))
-	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &concLog{}
+	log := &etesting.WriteLog{}
 	// calls[id] is the write whose data starts with id, recorded before
 	// WriteAt is called: the crash checks find it from the origin's ops.
-	calls := make([]concWrite, writers*perWriter+1)
+	calls := make([]etesting.Write, writers*perWriter+1)
 	var nextID atomic.Uint64
 	var failures []string
 	var failMu sync.Mutex
@@ -124,13 +101,13 @@ func TestConcurrency(t *testing.T) {
 					fail("writer %d saw the era go from %d back to %d", g, lastEra, era)
 				}
 				lastEra = era
-				w := concWrite{lo: uint64(off) / blockSize, hi: (uint64(off+n) + blockSize - 1) / blockSize, era: era}
+				w := etesting.Write{Lo: uint64(off) / blockSize, Hi: (uint64(off+n) + blockSize - 1) / blockSize, Era: era}
 				calls[id] = w
 				if _, err := d.WriteAt(p, off); err != nil {
 					fail("writer %d: WriteAt: %v", g, err)
 					return
 				}
-				log.add(w)
+				log.Add(w)
 			}
 		})
 	}
@@ -161,14 +138,14 @@ func TestConcurrency(t *testing.T) {
 					held = false
 					break
 				}
-				done := log.snapshot()
+				done := log.Snapshot()
 				if _, err := d.TakeSnapshot(); err != nil {
 					fail("TakeSnapshot: %v", err)
 					return
 				}
 				held = true
 				snapshots.Add(1)
-				v, err := OpenSnapshot(meta)
+				v, err := era.OpenSnapshot(meta)
 				if err != nil {
 					fail("OpenSnapshot: %v", err)
 					return
@@ -176,14 +153,14 @@ func TestConcurrency(t *testing.T) {
 				since := 1 + rng.Uint32N(v.CurrentEra())
 				rs, err := v.WrittenSince(since)
 				if err == nil {
-					err = concCheck(rs, since, done)
+					err = checkCompleted(rs, since, done)
 				}
 				if err != nil {
 					fail("snapshot at era %d: %v", v.CurrentEra(), err)
 				}
 				snapReads.Add(1)
 			case 3:
-				if err := d.DropSnapshot(); err != nil && !errors.Is(err, ErrNoSnapshot) {
+				if err := d.DropSnapshot(); err != nil && !errors.Is(err, era.ErrNoSnapshot) {
 					fail("DropSnapshot: %v", err)
 				}
 				held = false
@@ -202,12 +179,12 @@ func TestConcurrency(t *testing.T) {
 					return
 				default:
 				}
-				done := log.snapshot()
+				done := log.Snapshot()
 				st := d.Status()
 				since := 1 + rng.Uint32N(st.CurrentEra)
 				rs, err := d.WrittenSince(since)
 				if err == nil {
-					err = concCheck(rs, since, done)
+					err = checkCompleted(rs, since, done)
 				}
 				if err != nil {
 					fail("WrittenSince at era %d: %v", st.CurrentEra, err)
@@ -215,8 +192,8 @@ func TestConcurrency(t *testing.T) {
 				}
 				if len(done) > 0 {
 					w := done[rng.IntN(len(done))]
-					if e, err := d.BlockEra(w.lo); err != nil || e < w.era {
-						fail("BlockEra(%d) = %d, %v; written in era %d or later", w.lo, e, err, w.era)
+					if e, err := d.BlockEra(w.Lo); err != nil || e < w.Era {
+						fail("BlockEra(%d) = %d, %v; written in era %d or later", w.Lo, e, err, w.Era)
 						return
 					}
 				}
@@ -236,12 +213,12 @@ func TestConcurrency(t *testing.T) {
 		return
 	}
 
-	done := log.snapshot()
+	done := log.Snapshot()
 	st := d.Status()
 	for since := uint32(1); since <= st.CurrentEra; since++ {
 		rs, err := d.WrittenSince(since)
 		if err == nil {
-			err = concCheck(rs, since, done)
+			err = checkCompleted(rs, since, done)
 		}
 		if err != nil {
 			t.Fatalf("after the run: %v", err)
@@ -251,17 +228,17 @@ func TestConcurrency(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(meta); err != nil {
+	if err := era.Check(meta); err != nil {
 		t.Fatalf("Check after the run: %v", err)
 	}
-	v, err := OpenView(meta)
+	v, err := era.OpenView(meta)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for since := uint32(1); since <= v.CurrentEra(); since++ {
 		rs, err := v.WrittenSince(since)
 		if err == nil {
-			err = concCheck(rs, since, done)
+			err = checkCompleted(rs, since, done)
 		}
 		if err != nil {
 			t.Fatalf("view after Close: %v", err)
@@ -272,19 +249,19 @@ func TestConcurrency(t *testing.T) {
 
 	// Power cuts of the concurrent run: every write that reached the
 	// origin before the cut is marked at its era or later.
-	writes, states := concDurableCheck(t, meta, origin, calls)
-	cuts := concCrashCheck(t, &clock, meta, origin, calls)
+	writes, states := checkDurableMarks(t, meta, origin, calls)
+	cuts := checkConcurrentCuts(t, &clock, meta, origin, calls)
 	t.Logf("every origin write checked against the durable metadata right after it: %d writes, %d durable states; %d power cuts reopened", writes, states, cuts)
 	reportf("concurrent writes (32 goroutines) checked against every query", len(done))
 	reportf("concurrent origin writes checked against the durable metadata right after them", writes)
 	reportf("power cuts of the concurrent run reopened", cuts)
 }
 
-// concDurableCheck cuts the run right after every origin write, keeping
+// checkDurableMarks cuts the run right after every origin write, keeping
 // only the metadata writes synced by then, and checks that the write's
 // blocks are marked there: the mark was durable before the data moved.
 // It returns the number of origin writes and of durable states checked.
-func concDurableCheck(t *testing.T, meta, origin *erasim.Store, calls []concWrite) (int, int) {
+func checkDurableMarks(t *testing.T, meta, origin *erasim.Store, calls []etesting.Write) (int, int) {
 	ops, oops := meta.Ops(), origin.Ops()
 	buf := make([]byte, meta.Size())
 	pending := 0 // ops[pending:i] are written but not synced
@@ -316,11 +293,11 @@ func concDurableCheck(t *testing.T, meta, origin *erasim.Store, calls []concWrit
 			continue
 		}
 		if superChanged {
-			v, err := OpenView(bytes.NewReader(buf))
+			v, err := era.OpenView(bytes.NewReader(buf))
 			if err != nil {
 				t.Fatalf("durable metadata at %d: %v", op.Time, err)
 			}
-			if eras, err = tortEras(v.trees); err != nil {
+			if eras, err = etesting.Eras(v); err != nil {
 				t.Fatalf("durable metadata at %d: %v", op.Time, err)
 			}
 			superChanged = false
@@ -328,9 +305,9 @@ func concDurableCheck(t *testing.T, meta, origin *erasim.Store, calls []concWrit
 		}
 		for ; next < len(oops) && oops[next].Time < end; next++ {
 			w := calls[binary.LittleEndian.Uint64(oops[next].Data)]
-			for b := w.lo; b < w.hi; b++ {
-				if eras[b] < w.era {
-					t.Fatalf("origin write at %d: block %d at era %d in the durable metadata, written in era %d or later", oops[next].Time, b, eras[b], w.era)
+			for b := w.Lo; b < w.Hi; b++ {
+				if eras[b] < w.Era {
+					t.Fatalf("origin write at %d: block %d at era %d in the durable metadata, written in era %d or later", oops[next].Time, b, eras[b], w.Era)
 				}
 			}
 		}
@@ -341,10 +318,10 @@ func concDurableCheck(t *testing.T, meta, origin *erasim.Store, calls []concWrit
 	return len(oops), states
 }
 
-// concCrashCheck cuts the run at a sample of instants (every metadata
+// checkConcurrentCuts cuts the run at a sample of instants (every metadata
 // sync and random ones) and checks each image against the origin writes
 // issued before the cut.
-func concCrashCheck(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Store, calls []concWrite) int {
+func checkConcurrentCuts(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Store, calls []etesting.Write) int {
 	ops, oops := meta.Ops(), origin.Ops()
 	var times []uint64
 	for _, op := range ops {
@@ -357,7 +334,7 @@ func concCrashCheck(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Stor
 		times = append(times, rng.Uint64N(clock.Now()+1))
 	}
 	limit := 300
-	if raceEnabled() {
+	if etesting.Race {
 		limit = 80
 	}
 	if *crashFull {
@@ -370,29 +347,19 @@ func concCrashCheck(t *testing.T, clock *erasim.Clock, meta, origin *erasim.Stor
 	for _, c := range times {
 		opts := erasim.CrashOptions{Unsynced: erasim.Unsynced(rng.IntN(3)), Tear: rng.IntN(2) == 0}
 		img := meta.CrashImage(meta.Point(c), rng, opts)
-		if err := Check(bytes.NewReader(img)); err != nil && !tortIsZero(img[:4096]) {
+		if err := era.Check(bytes.NewReader(img)); err != nil && !etesting.IsZero(img[:4096]) {
 			t.Fatalf("cut at %d: Check: %v", c, err)
 		}
-		d, err := Open(&tortStore{data: bytes.Clone(img)}, tortNoOrigin{}, Config{Format: true, BlockSectors: 8, OriginSize: origin.Size()})
+		d, err := era.Open(&etesting.Store{Data: bytes.Clone(img)}, etesting.NoOrigin{}, era.Config{Format: true, BlockSectors: 8, OriginSize: origin.Size()})
 		if err != nil {
 			t.Fatalf("cut at %d: Open: %v", c, err)
 		}
-		d.mu.Lock()
-		eras, err := tortEras(d.md.trees())
-		d.mu.Unlock()
+		eras, err := etesting.DeviceEras(d)
 		if err != nil {
 			t.Fatalf("cut at %d: %v", c, err)
 		}
-		for _, op := range oops {
-			if op.Time >= c {
-				break
-			}
-			w := calls[binary.LittleEndian.Uint64(op.Data)]
-			for b := w.lo; b < w.hi; b++ {
-				if eras[b] < w.era {
-					t.Fatalf("cut at %d: block %d at era %d, its write (era %d or later) had reached the origin", c, b, eras[b], w.era)
-				}
-			}
+		if err := etesting.CheckReached(eras, oops, c, calls); err != nil {
+			t.Fatalf("cut at %d: %v", c, err)
 		}
 		if err := d.Close(); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package era
+package era_test
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
+	"github.com/era-go/era/internal/etesting"
 )
 
 // TestAgentsCheckpointingConcurrentlyMissNothing: two backup agents, each
@@ -22,7 +24,7 @@ import (
 // (checked against a log of the writes).
 func TestAgentsCheckpointingConcurrentlyMissNothing(t *testing.T) {
 	const nrBlocks = 4096
-	d := openT(t, newMem(4<<20), newMem(nrBlocks*4096), 8)
+	d := etesting.Open(t, etesting.NewStore(4<<20), etesting.NewStore(nrBlocks*4096), 8)
 	defer d.Close()
 	type write struct {
 		block uint64
@@ -103,8 +105,8 @@ func TestAgentsCheckpointingConcurrentlyMissNothing(t *testing.T) {
 // from an era the metadata has not reached fails with ErrStaleChangeID,
 // and WrittenSince past the current era with ErrOutOfRange.
 func TestStaleChangeIDs(t *testing.T) {
-	meta := newMem(1 << 20)
-	d := openT(t, meta, newMem(100*4096), 8)
+	meta := etesting.NewStore(1 << 20)
+	d := etesting.Open(t, meta, etesting.NewStore(100*4096), 8)
 	id := d.ChangeID()
 	if id.UUID == ([16]byte{}) {
 		t.Fatal("no UUID at format")
@@ -113,36 +115,36 @@ func TestStaleChangeIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs, err := d.WrittenSinceChange(context.Background(), id)
-	if err != nil || !cmp.Equal(rs, []Range{{5, 6}}) {
+	if err != nil || !cmp.Equal(rs, []era.Range{{5, 6}}) {
 		t.Fatalf("WrittenSinceChange(own): %v, %v", rs, err)
 	}
-	future := ChangeID{UUID: id.UUID, Era: id.Era + 1}
-	if _, err := d.WrittenSinceChange(context.Background(), future); !errors.Is(err, ErrStaleChangeID) {
+	future := era.ChangeID{UUID: id.UUID, Era: id.Era + 1}
+	if _, err := d.WrittenSinceChange(context.Background(), future); !errors.Is(err, era.ErrStaleChangeID) {
 		t.Fatalf("change ID from the future: %v", err)
 	}
-	if _, err := d.WrittenSince(id.Era + 1); !errors.Is(err, ErrOutOfRange) {
+	if _, err := d.WrittenSince(id.Era + 1); !errors.Is(err, era.ErrOutOfRange) {
 		t.Fatalf("WrittenSince past the current era: %v", err)
 	}
 	text := id.String()
-	back, err := ParseChangeID(text)
+	back, err := era.ParseChangeID(text)
 	if err != nil || back != id {
 		t.Fatalf("ParseChangeID(%q) = %v, %v", text, back, err)
 	}
 	for _, bad := range []string{"", "x", "1234:5", id.String() + "x", "0f8fad5b-d9cb-469f-a165-70867728950e:-1"} {
-		if _, err := ParseChangeID(bad); !errors.Is(err, ErrInvalidChangeID) {
+		if _, err := era.ParseChangeID(bad); !errors.Is(err, era.ErrInvalidChangeID) {
 			t.Errorf("ParseChangeID(%q): %v", bad, err)
 		}
 	}
 	d.Close()
 
 	// Reformatted: the same store, a new identity.
-	clear(meta.data)
-	d = openT(t, meta, newMem(100*4096), 8)
+	clear(meta.Data)
+	d = etesting.Open(t, meta, etesting.NewStore(100*4096), 8)
 	defer d.Close()
 	for range 3 {
 		d.Checkpoint()
 	}
-	if _, err := d.WrittenSinceChange(context.Background(), id); !errors.Is(err, ErrStaleChangeID) {
+	if _, err := d.WrittenSinceChange(context.Background(), id); !errors.Is(err, era.ErrStaleChangeID) {
 		t.Fatalf("change ID of the store before a reformat: %v", err)
 	}
 	snap, err := d.HoldSnapshot()
@@ -156,7 +158,7 @@ func TestStaleChangeIDs(t *testing.T) {
 	if v.ChangeID() != snap.ChangeID() {
 		t.Fatalf("snapshot view change ID %v, handle %v", v.ChangeID(), snap.ChangeID())
 	}
-	if _, err := v.WrittenSinceChange(context.Background(), id); !errors.Is(err, ErrStaleChangeID) {
+	if _, err := v.WrittenSinceChange(context.Background(), id); !errors.Is(err, era.ErrStaleChangeID) {
 		t.Fatalf("view: change ID of the store before a reformat: %v", err)
 	}
 	if err := snap.Release(); err != nil {
@@ -168,8 +170,8 @@ func TestStaleChangeIDs(t *testing.T) {
 // another dropped fails with ErrSnapshotDropped, never ErrCorrupt; a
 // snapshot owned by a handle cannot be dropped by anyone else.
 func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
-	meta := newMem(1 << 20)
-	d := openT(t, meta, newMem(1000*4096), 8)
+	meta := etesting.NewStore(1 << 20)
+	d := etesting.Open(t, meta, etesting.NewStore(1000*4096), 8)
 	defer d.Close()
 	for b := range int64(50) {
 		d.WriteAt([]byte{1}, b*7*4096)
@@ -177,7 +179,7 @@ func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
 	if _, err := d.TakeSnapshot(); err != nil {
 		t.Fatal(err)
 	}
-	v, err := OpenSnapshot(meta)
+	v, err := era.OpenSnapshot(meta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,10 +196,10 @@ func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
 			d.Checkpoint()
 		}
 	}
-	if _, err := v.WrittenSince(1); !errors.Is(err, ErrSnapshotDropped) || errors.Is(err, ErrCorrupt) {
+	if _, err := v.WrittenSince(1); !errors.Is(err, era.ErrSnapshotDropped) || errors.Is(err, era.ErrCorrupt) {
 		t.Fatalf("query of a dropped snapshot: %v, want ErrSnapshotDropped", err)
 	}
-	if _, err := v.BlockEra(0); !errors.Is(err, ErrSnapshotDropped) {
+	if _, err := v.BlockEra(0); !errors.Is(err, era.ErrSnapshotDropped) {
 		t.Fatalf("BlockEra of a dropped snapshot: %v", err)
 	}
 
@@ -205,10 +207,10 @@ func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.DropSnapshot(); !errors.Is(err, ErrSnapshotOwned) {
+	if err := d.DropSnapshot(); !errors.Is(err, era.ErrSnapshotOwned) {
 		t.Fatalf("DropSnapshot of an owned snapshot: %v", err)
 	}
-	if err := d.Message("drop_metadata_snap"); !errors.Is(err, ErrSnapshotOwned) {
+	if err := d.Message("drop_metadata_snap"); !errors.Is(err, era.ErrSnapshotOwned) {
 		t.Fatalf("drop_metadata_snap of an owned snapshot: %v", err)
 	}
 	ov, err := owned.View()
@@ -221,10 +223,10 @@ func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
 	if err := owned.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if err := owned.Release(); !errors.Is(err, ErrNoSnapshot) {
+	if err := owned.Release(); !errors.Is(err, era.ErrNoSnapshot) {
 		t.Fatalf("second Release: %v", err)
 	}
-	if _, err := ov.WrittenSince(1); !errors.Is(err, ErrSnapshotDropped) {
+	if _, err := ov.WrittenSince(1); !errors.Is(err, era.ErrSnapshotDropped) {
 		t.Fatalf("view of a released snapshot: %v", err)
 	}
 }
@@ -233,12 +235,12 @@ func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
 // moment, keep answering the same while the device churns (their blocks are
 // not reused), until closed.
 func TestDeviceViewsPinWhatTheyRead(t *testing.T) {
-	d := openT(t, newMem(512<<10), newMem(2000*4096), 8)
+	d := etesting.Open(t, etesting.NewStore(512<<10), etesting.NewStore(2000*4096), 8)
 	defer d.Close()
 	rng := rand.New(rand.NewPCG(5, 6))
 	type held struct {
-		v    *View
-		want []Range
+		v    *era.View
+		want []era.Range
 	}
 	var views []held
 	for round := range 6 {
@@ -269,7 +271,7 @@ func TestDeviceViewsPinWhatTheyRead(t *testing.T) {
 		if err := h.v.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.v.WrittenSince(1); !errors.Is(err, ErrClosed) {
+		if _, err := h.v.WrittenSince(1); !errors.Is(err, era.ErrClosed) {
 			t.Fatalf("closed view: %v", err)
 		}
 	}
@@ -279,25 +281,25 @@ func TestDeviceViewsPinWhatTheyRead(t *testing.T) {
 // block and BlockEras over any range agree with WrittenSince, BlockEra and
 // the model, on a device whose answers span several windows.
 func TestStreamingQueriesAgreeWithTheModel(t *testing.T) {
-	const nrBlocks = 3*seqWindow + 777
-	d := openT(t, newMem(4<<20), &fltSparse{size: nrBlocks * 4096, pages: map[int64][]byte{}}, 8)
+	const nrBlocks = 3*era.SeqWindow + 777
+	d := etesting.Open(t, etesting.NewStore(4<<20), etesting.NewSparse(nrBlocks*4096), 8)
 	defer d.Close()
 	rng := rand.New(rand.NewPCG(7, 8))
 	eras := make([]uint32, nrBlocks)
 	for range 6 {
-		era := d.CurrentEra()
+		curEra := d.CurrentEra()
 		for range 300 {
 			b := rng.IntN(nrBlocks)
 			n := 1 + rng.IntN(3)
 			if rng.IntN(10) == 0 {
-				b = seqWindow*(1+rng.IntN(3)) - 1 // across a window boundary
+				b = era.SeqWindow*(1+rng.IntN(3)) - 1 // across a window boundary
 			}
 			n = min(n, nrBlocks-b)
 			if _, err := d.WriteAt(make([]byte, n*4096), int64(b)*4096); err != nil {
 				t.Fatal(err)
 			}
 			for i := range n {
-				eras[b+i] = era
+				eras[b+i] = curEra
 			}
 		}
 		if _, err := d.Checkpoint(); err != nil {
@@ -308,17 +310,17 @@ func TestStreamingQueriesAgreeWithTheModel(t *testing.T) {
 	for range 20 {
 		since := uint32(rng.IntN(int(d.CurrentEra()) + 1))
 		from := uint64(rng.IntN(nrBlocks))
-		var want []Range
+		var want []era.Range
 		all, err := d.WrittenSince(since)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range all {
 			if r.End > from {
-				want = append(want, Range{max(r.Begin, from), r.End})
+				want = append(want, era.Range{max(r.Begin, from), r.End})
 			}
 		}
-		var got []Range
+		var got []era.Range
 		for r, err := range d.WrittenSinceSeq(ctx, since, from) {
 			if err != nil {
 				t.Fatal(err)
@@ -354,16 +356,16 @@ func TestStreamingQueriesAgreeWithTheModel(t *testing.T) {
 // device reads exactly the image; WriteAt past the end writes nothing.
 func TestReadAtFollowsReaderAt(t *testing.T) {
 	const size = 100*4096 - 1000
-	origin := newMem(size)
-	for i := range origin.data {
-		origin.data[i] = byte(i * 7)
+	origin := etesting.NewStore(size)
+	for i := range origin.Data {
+		origin.Data[i] = byte(i * 7)
 	}
-	d := openT(t, newMem(1<<20), origin, 8)
+	d := etesting.Open(t, etesting.NewStore(1<<20), origin, 8)
 	defer d.Close()
 	var got writerBuf
 	n, err := io.Copy(&got, io.NewSectionReader(d, 0, 1<<40))
-	if err != nil || n != size || !cmp.Equal([]byte(got), origin.data) {
-		t.Fatalf("io.Copy: %d bytes, %v; equal %v", n, err, cmp.Equal([]byte(got), origin.data))
+	if err != nil || n != size || !cmp.Equal([]byte(got), origin.Data) {
+		t.Fatalf("io.Copy: %d bytes, %v; equal %v", n, err, cmp.Equal([]byte(got), origin.Data))
 	}
 	p := make([]byte, 10)
 	if n, err := d.ReadAt(p, size-4); n != 4 || err != io.EOF {
@@ -372,10 +374,10 @@ func TestReadAtFollowsReaderAt(t *testing.T) {
 	if n, err := d.ReadAt(p, size); n != 0 || err != io.EOF {
 		t.Fatalf("ReadAt at the end: %d, %v", n, err)
 	}
-	if n, err := d.WriteAt(p, size-4); n != 0 || !errors.Is(err, ErrOutOfRange) {
+	if n, err := d.WriteAt(p, size-4); n != 0 || !errors.Is(err, era.ErrOutOfRange) {
 		t.Fatalf("WriteAt across the end: %d, %v", n, err)
 	}
-	if want := size - 1; origin.data[want] != byte(want*7) {
+	if want := size - 1; origin.Data[want] != byte(want*7) {
 		t.Fatal("WriteAt across the end wrote")
 	}
 }
@@ -388,11 +390,11 @@ func (w *writerBuf) Write(p []byte) (int, error) { *w = append(*w, p...); return
 // no metadata I/O, counted on the crash-simulating store.
 func TestSyncWithNothingToCommitWritesNoMetadata(t *testing.T) {
 	meta := erasim.New(1 << 20)
-	d := openT(t, meta, newMem(1000*4096), 8)
+	d := etesting.Open(t, meta, etesting.NewStore(1000*4096), 8)
 	defer d.Close()
 	d.WriteAt([]byte{1}, 0)
 	d.Checkpoint()
-	fltWaitDigest(d)
+	etesting.WaitDigest(d)
 	if err := d.Sync(); err != nil { // commits whatever the digest left
 		t.Fatal(err)
 	}
@@ -409,7 +411,7 @@ func TestSyncWithNothingToCommitWritesNoMetadata(t *testing.T) {
 
 // blockingOrigin holds origin writes at offset 0 until released.
 type blockingOrigin struct {
-	*memStore
+	*etesting.Store
 	entered chan struct{}
 	release chan struct{}
 }
@@ -419,15 +421,15 @@ func (o *blockingOrigin) WriteAt(p []byte, off int64) (int, error) {
 		o.entered <- struct{}{}
 		<-o.release
 	}
-	return o.memStore.WriteAt(p, off)
+	return o.Store.WriteAt(p, off)
 }
 
 // TestStatusDoesNotWaitBehindADrain: while an origin write is stuck and a
 // checkpoint waits for it to drain, Status, Stats, BlockEra, queries and
 // views answer (before the write is released).
 func TestStatusDoesNotWaitBehindADrain(t *testing.T) {
-	origin := &blockingOrigin{memStore: newMem(100 * 4096), entered: make(chan struct{}), release: make(chan struct{})}
-	d := openT(t, newMem(1<<20), origin, 8)
+	origin := &blockingOrigin{Store: etesting.NewStore(100 * 4096), entered: make(chan struct{}), release: make(chan struct{})}
+	d := etesting.Open(t, etesting.NewStore(1<<20), origin, 8)
 	defer d.Close()
 	go d.WriteAt([]byte{1}, 0)
 	<-origin.entered // the write is marked and stuck on the origin
@@ -470,8 +472,8 @@ func TestStatusDoesNotWaitBehindADrain(t *testing.T) {
 func TestEventsReportFailMode(t *testing.T) {
 	meta := erasim.New(1 << 20)
 	var mu sync.Mutex
-	var got []Event
-	d, err := Open(meta, newMem(100*4096), Config{Format: true, BlockSectors: 8, Events: func(e Event) {
+	var got []era.Event
+	d, err := era.Open(meta, etesting.NewStore(100*4096), era.Config{Format: true, BlockSectors: 8, Events: func(e era.Event) {
 		mu.Lock()
 		got = append(got, e)
 		mu.Unlock()
@@ -486,7 +488,7 @@ func TestEventsReportFailMode(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !hasEvent(got, EventFailed) {
+	if !hasEvent(got, era.EventFailed) {
 		t.Fatalf("events: %v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package era
+package era_test
 
 // Crash torture: random workloads run over simulated disks (erasim) that
 // share one clock, then every instant of the run is cut and the image the
@@ -18,25 +18,23 @@ package era
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"hash/maphash"
-	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/era-go/era/array"
+	"github.com/era-go/era"
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/erasim"
+	"github.com/era-go/era/internal/etesting"
 	"github.com/era-go/era/internal/tooltest"
 )
 
@@ -55,26 +53,12 @@ func reportf(name string, value any) {
 	}
 }
 
-// raceEnabled reports whether the test binary was built with -race.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
 // crashSizes returns the number of workloads, their length in operations
 // and the random cuts per workload: a bounded run by default (a few
 // seconds, or about 20 under -race on two cores), minutes with -crash.full.
 func crashSizes() (seeds, ops, random int) {
 	seeds, ops, random = 8, 80, 400
-	if raceEnabled() {
+	if etesting.Race {
 		seeds, ops, random = 3, 60, 150
 	}
 	if testing.Short() {
@@ -92,46 +76,8 @@ func crashSizes() (seeds, ops, random int) {
 	return seeds, ops, random
 }
 
-// tortStore is a plain in-memory store over a byte slice, for reopening
-// crash images without copying them again.
-type tortStore struct {
-	mu   sync.Mutex
-	data []byte
-}
-
-func (s *tortStore) Size() int64 { return int64(len(s.data)) }
-
-func (s *tortStore) ReadAt(p []byte, off int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if off < 0 || off >= int64(len(s.data)) {
-		return 0, fmt.Errorf("read at %d of %d bytes", off, len(s.data))
-	}
-	n := copy(p, s.data[off:])
-	if n < len(p) {
-		return n, fmt.Errorf("short read at %d", off)
-	}
-	return n, nil
-}
-
-func (s *tortStore) WriteAt(p []byte, off int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if off < 0 || off+int64(len(p)) > int64(len(s.data)) {
-		return 0, fmt.Errorf("write at %d past %d", off, len(s.data))
-	}
-	return copy(s.data[off:], p), nil
-}
-
-// tortNoOrigin is the origin of a device reopened only to be queried: Open
-// never touches the origin.
-type tortNoOrigin struct{}
-
-func (tortNoOrigin) ReadAt([]byte, int64) (int, error)  { return 0, errors.New("no origin") }
-func (tortNoOrigin) WriteAt([]byte, int64) (int, error) { return 0, errors.New("no origin") }
-
-// tortCall is one WriteAt of a workload.
-type tortCall struct {
+// recordedWrite is one WriteAt of a workload.
+type recordedWrite struct {
 	start     uint64 // clock time when WriteAt was called
 	originAt  uint64 // clock time of its origin write (noTime: none)
 	end       uint64 // clock time when it returned
@@ -140,8 +86,8 @@ type tortCall struct {
 	succeeded bool
 }
 
-// tortOpen is one era.Open of a workload (the first, or a reopen).
-type tortOpen struct {
+// recordedOpen is one era.Open of a workload (the first, or a reopen).
+type recordedOpen struct {
 	start, end uint64
 	nrBlocks   uint64
 	size       int64
@@ -149,41 +95,41 @@ type tortOpen struct {
 	grewFrom   uint64 // the metadata's nr_blocks before a grow, else nrBlocks
 }
 
-// tortSnap is one metadata snapshot of a workload.
-type tortSnap struct {
+// recordedSnap is one metadata snapshot of a workload.
+type recordedSnap struct {
 	takeStart, takeEnd uint64
 	dropStart, dropEnd uint64 // noTime: never dropped
 	era                uint32 // the era the snapshot's view reports
 }
 
-// tortFloor records that a commit establishing era was durable at time at.
-type tortFloor struct {
+// eraFloor records that a commit establishing era was durable at time at.
+type eraFloor struct {
 	at  uint64
 	era uint32
 }
 
 const noTime = ^uint64(0)
 
-// tortRun is a recorded workload.
-type tortRun struct {
+// recordedRun is a recorded workload.
+type recordedRun struct {
 	seed       uint64
 	sectors    uint32
 	blockBytes uint64
 	metaSize   int64
 	clock      *erasim.Clock
 	meta       *erasim.Store
-	opens      []tortOpen
-	calls      []tortCall
-	snaps      []tortSnap
-	floors     []tortFloor
+	opens      []recordedOpen
+	calls      []recordedWrite
+	snaps      []recordedSnap
+	floors     []eraFloor
 	maxBlocks  uint64
 	noSpace    int // operations refused with ErrNoSpace
 }
 
-// tortRecord runs a random workload of n operations and records it.
-func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
+// recordWorkload runs a random workload of n operations and records it.
+func recordWorkload(t testing.TB, seed uint64, n int) *recordedRun {
 	rng := rand.New(rand.NewPCG(seed, 0xC0FFEE))
-	r := &tortRun{seed: seed, clock: new(erasim.Clock)}
+	r := &recordedRun{seed: seed, clock: new(erasim.Clock)}
 	r.sectors = []uint32{8, 8, 16, 24}[rng.IntN(4)]
 	r.blockBytes = uint64(r.sectors) * 512
 	r.metaSize = []int64{256 << 10, 512 << 10, 1 << 20}[rng.IntN(3)]
@@ -196,13 +142,13 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 	const maxSize = 700 * 24 * 512
 	origin := erasim.New(maxSize, erasim.WithClock(r.clock))
 
-	var d *Device
-	era := uint32(0)
+	var d *era.Device
+	curEra := uint32(0)
 	open := func() {
-		o := tortOpen{start: r.clock.Now(), size: size}
+		o := recordedOpen{start: r.clock.Now(), size: size}
 		var err error
-		d, err = Open(r.meta, origin, Config{Format: true, BlockSectors: r.sectors, OriginSize: size})
-		if errors.Is(err, ErrNoSpace) && len(r.opens) > 0 {
+		d, err = era.Open(r.meta, origin, era.Config{Format: true, BlockSectors: r.sectors, OriginSize: size})
+		if errors.Is(err, era.ErrNoSpace) && len(r.opens) > 0 {
 			// Small metadata, filled by writesets the digest had not
 			// folded: Open wrote nothing; the run ends here.
 			r.noSpace++
@@ -214,13 +160,13 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 		}
 		o.end, o.nrBlocks = r.clock.Now(), d.NrBlocks()
 		r.maxBlocks = max(r.maxBlocks, o.nrBlocks)
-		era = d.Status().CurrentEra
-		o.era, o.grewFrom = era, o.nrBlocks
+		curEra = d.Status().CurrentEra
+		o.era, o.grewFrom = curEra, o.nrBlocks
 		if n := len(r.opens); n > 0 && r.opens[n-1].nrBlocks < o.nrBlocks {
 			o.grewFrom = r.opens[n-1].nrBlocks // the added blocks are written in o.era
 		}
 		r.opens = append(r.opens, o)
-		r.floors = append(r.floors, tortFloor{o.end, era})
+		r.floors = append(r.floors, eraFloor{o.end, curEra})
 	}
 	open()
 	held := -1 // index in r.snaps of the held snapshot
@@ -251,7 +197,7 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 			for i := range p {
 				p[i] = byte(rng.Uint32())
 			}
-			c := tortCall{start: r.clock.Now(), era: era, originAt: noTime,
+			c := recordedWrite{start: r.clock.Now(), era: curEra, originAt: noTime,
 				lo: uint64(off) / r.blockBytes, hi: (uint64(off+length) + r.blockBytes - 1) / r.blockBytes}
 			before := origin.Len()
 			_, err := d.WriteAt(p, off)
@@ -260,7 +206,7 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 				c.originAt = ops[before].Time
 			}
 			c.succeeded = err == nil
-			if err != nil && !errors.Is(err, ErrNoSpace) {
+			if err != nil && !errors.Is(err, era.ErrNoSpace) {
 				t.Fatalf("seed %d: WriteAt(%d bytes at %d): %v", seed, length, off, err)
 			}
 			if err != nil {
@@ -271,24 +217,24 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 			}
 			r.calls = append(r.calls, c)
 		case x < 72:
-			if _, err := d.Checkpoint(); errors.Is(err, ErrNoSpace) {
+			if _, err := d.Checkpoint(); errors.Is(err, era.ErrNoSpace) {
 				r.noSpace++
 				break
 			} else if err != nil {
 				t.Fatalf("seed %d: Checkpoint: %v", seed, err)
 			}
-			era++
-			r.floors = append(r.floors, tortFloor{r.clock.Now(), era})
+			curEra++
+			r.floors = append(r.floors, eraFloor{r.clock.Now(), curEra})
 		case x < 78:
-			s := tortSnap{takeStart: r.clock.Now(), era: era + 1, dropStart: noTime, dropEnd: noTime}
+			s := recordedSnap{takeStart: r.clock.Now(), era: curEra + 1, dropStart: noTime, dropEnd: noTime}
 			_, err := d.TakeSnapshot()
 			if held >= 0 {
-				if !errors.Is(err, ErrSnapshotExists) {
+				if !errors.Is(err, era.ErrSnapshotExists) {
 					t.Fatalf("seed %d: second TakeSnapshot: %v", seed, err)
 				}
 				break
 			}
-			if errors.Is(err, ErrNoSpace) {
+			if errors.Is(err, era.ErrNoSpace) {
 				// Never committed: no image may hold it.
 				r.noSpace++
 				s.takeEnd, s.dropStart, s.dropEnd = noTime, s.takeStart, r.clock.Now()
@@ -298,21 +244,21 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 			if err != nil {
 				t.Fatalf("seed %d: TakeSnapshot: %v", seed, err)
 			}
-			era++
+			curEra++
 			s.takeEnd = r.clock.Now()
-			r.floors = append(r.floors, tortFloor{s.takeEnd, era})
+			r.floors = append(r.floors, eraFloor{s.takeEnd, curEra})
 			r.snaps = append(r.snaps, s)
 			held = len(r.snaps) - 1
 		case x < 83:
 			start := r.clock.Now()
 			err := d.DropSnapshot()
 			if held < 0 {
-				if !errors.Is(err, ErrNoSnapshot) {
+				if !errors.Is(err, era.ErrNoSnapshot) {
 					t.Fatalf("seed %d: DropSnapshot without one: %v", seed, err)
 				}
 				break
 			}
-			if errors.Is(err, ErrNoSpace) {
+			if errors.Is(err, era.ErrNoSpace) {
 				r.noSpace++ // still held
 				break
 			}
@@ -345,22 +291,22 @@ func tortRecord(t testing.TB, seed uint64, n int) *tortRun {
 	return r
 }
 
-// tortBounds is what a cut at some time allows the metadata to say about
+// cutBounds is what a cut at some time allows the metadata to say about
 // each block: its era is at least req (a write that reached the origin)
 // and at most up (the newest write to it that had started).
-type tortBounds struct {
-	open     tortOpen // the Open in force: reopen with its size
-	opened   bool     // an Open had completed
+type cutBounds struct {
+	open     recordedOpen // the Open in force: reopen with its size
+	opened   bool         // an Open had completed
 	req, up  []uint32
 	floor    uint32 // the era of the last durable commit
 	acked    int    // WriteAt calls that had returned
 	inFlight int    // calls whose origin write was issued but had not returned
-	snap     *tortSnap
+	snap     *recordedSnap
 	snapMust bool // the snapshot was committed and not being dropped
 }
 
-func (r *tortRun) bounds(c uint64) *tortBounds {
-	b := &tortBounds{req: make([]uint32, r.maxBlocks), up: make([]uint32, r.maxBlocks), open: r.opens[0]}
+func (r *recordedRun) bounds(c uint64) *cutBounds {
+	b := &cutBounds{req: make([]uint32, r.maxBlocks), up: make([]uint32, r.maxBlocks), open: r.opens[0]}
 	oi := 0
 	for _, call := range r.calls {
 		for oi < len(r.opens) && r.opens[oi].start < call.start {
@@ -403,7 +349,7 @@ func (r *tortRun) bounds(c uint64) *tortBounds {
 // applyOpen applies Open number i if it started before the cut: a shrink
 // forgets the blocks past the new end, and a grow writes the blocks it adds
 // in the era it begins.
-func (r *tortRun) applyOpen(b *tortBounds, i int, c uint64) {
+func (r *recordedRun) applyOpen(b *cutBounds, i int, c uint64) {
 	o := r.opens[i]
 	if o.start >= c {
 		return
@@ -421,9 +367,9 @@ func (r *tortRun) applyOpen(b *tortBounds, i int, c uint64) {
 	}
 }
 
-// tortSeen is what a reopened image showed; identical images are reopened
+// reopenedImage is what a reopened image showed; identical images are reopened
 // once.
-type tortSeen struct {
+type reopenedImage struct {
 	formatted bool
 	imgEra    uint32 // era in the image's superblock
 	imgBlocks uint64 // nr_blocks in the image's superblock
@@ -435,8 +381,8 @@ type tortSeen struct {
 	err       error    // why the image could not be reopened
 }
 
-// tortStats are the figures of the reliability report.
-type tortStats struct {
+// tortureStats are the figures of the reliability report.
+type tortureStats struct {
 	mu          sync.Mutex
 	workloads   int
 	metaOps     int // metadata writes and syncs recorded
@@ -460,7 +406,7 @@ type tortStats struct {
 	failures    []string
 }
 
-func (s *tortStats) failf(format string, args ...any) {
+func (s *tortureStats) failf(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.failures) < 20 {
@@ -468,59 +414,50 @@ func (s *tortStats) failf(format string, args ...any) {
 	}
 }
 
-// tortChecker checks the crash images of one run.
-type tortChecker struct {
+// imageChecker checks the crash images of one run.
+type imageChecker struct {
 	t     testing.TB
-	r     *tortRun
-	st    *tortStats
-	seen  map[uint64]*tortSeen
+	r     *recordedRun
+	st    *tortureStats
+	seen  map[uint64]*reopenedImage
 	hseed maphash.Seed
 	rng   *rand.Rand
 	// sample keeps a few images for era_check.
 	sample [][]byte
-	local  tortStats
-}
-
-func tortIsZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
+	local  tortureStats
 }
 
 // reopen opens an image (a private copy of it) and reads what it shows.
-func (k *tortChecker) reopen(img []byte, o tortOpen) *tortSeen {
-	s := &tortSeen{formatted: !tortIsZero(img[:block.Size])}
+func (k *imageChecker) reopen(img []byte, o recordedOpen) *reopenedImage {
+	s := &reopenedImage{formatted: !etesting.IsZero(img[:block.Size])}
 	k.local.reopened++
 	if s.formatted {
-		if err := Check(bytes.NewReader(img)); err != nil {
+		if err := era.Check(bytes.NewReader(img)); err != nil {
 			s.err = fmt.Errorf("Check: %w", err)
 			return s
 		}
-		v, err := OpenView(bytes.NewReader(img))
+		v, err := era.OpenView(bytes.NewReader(img))
 		if err != nil {
 			s.err = fmt.Errorf("OpenView: %w", err)
 			return s
 		}
 		s.imgEra, s.imgBlocks = v.CurrentEra(), v.NrBlocks()
-		if sv, err := OpenSnapshot(bytes.NewReader(img)); err == nil {
+		if sv, err := era.OpenSnapshot(bytes.NewReader(img)); err == nil {
 			s.held, s.snapEra = true, sv.CurrentEra()
-			if s.snapEras, err = tortEras(sv.trees); err == nil {
-				err = tortSameAsWrittenSince(sv, s.snapEras, s.snapEra, k.rng)
+			if s.snapEras, err = etesting.Eras(sv); err == nil {
+				err = checkQueriesAgree(sv, s.snapEras, s.snapEra, k.rng)
 			}
 			if err != nil {
 				s.err = fmt.Errorf("snapshot: %w", err)
 				return s
 			}
-		} else if !errors.Is(err, ErrNoSnapshot) {
+		} else if !errors.Is(err, era.ErrNoSnapshot) {
 			s.err = fmt.Errorf("OpenSnapshot: %w", err)
 			return s
 		}
 	}
-	store := &tortStore{data: bytes.Clone(img)}
-	d, err := Open(store, tortNoOrigin{}, Config{Format: true, BlockSectors: k.r.sectors, OriginSize: o.size})
+	store := &etesting.Store{Data: bytes.Clone(img)}
+	d, err := era.Open(store, etesting.NoOrigin{}, era.Config{Format: true, BlockSectors: k.r.sectors, OriginSize: o.size})
 	if err != nil {
 		s.err = fmt.Errorf("Open: %w", err)
 		return s
@@ -540,12 +477,9 @@ func (k *tortChecker) reopen(img []byte, o tortOpen) *tortSeen {
 		return s
 	}
 	s.nrBlocks = d.NrBlocks()
-	d.mu.Lock()
-	trees := d.md.trees()
-	s.eras, err = tortEras(trees)
-	d.mu.Unlock()
+	s.eras, err = etesting.DeviceEras(d)
 	if err == nil {
-		err = tortSameAsWrittenSince(d, s.eras, st.CurrentEra, k.rng)
+		err = checkQueriesAgree(d, s.eras, st.CurrentEra, k.rng)
 	}
 	if err != nil {
 		s.err = fmt.Errorf("reopened device: %w", err)
@@ -553,43 +487,10 @@ func (k *tortChecker) reopen(img []byte, o tortOpen) *tortSeen {
 	return s
 }
 
-// tortEras returns the era of every block in one pass over the era array
-// and the writesets, as BlockEra defines it: the greatest of the block's
-// era-array value and the eras of the writesets that mark it.
-func tortEras(t eraTrees) ([]uint32, error) {
-	eras := make([]uint32, t.nrBlocks)
-	err := array.New(t.tm, eraValueSize).Iterate(t.eraRoot, uint64(t.nrBlocks), func(i uint64, v []byte) error {
-		eras[i] = binary.LittleEndian.Uint32(v)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sets, err := t.writesets(0)
-	if err != nil {
-		return nil, err
-	}
-	for _, ws := range sets {
-		err := array.NewBitset(t.tm).Words(ws.info.Root, uint64(ws.info.NrBits), func(i uint64, w uint64) error {
-			for ; w != 0; w &= w - 1 {
-				b := i*64 + uint64(bits.TrailingZeros64(w))
-				if b < uint64(len(eras)) {
-					eras[b] = max(eras[b], ws.era)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return eras, nil
-}
-
-// tortSameAsWrittenSince checks the public queries against eras: WrittenSince
+// checkQueriesAgree checks the public queries against eras: WrittenSince
 // at era 1 and at a random era, and BlockEra of a few blocks.
-func tortSameAsWrittenSince(q interface {
-	WrittenSince(uint32) ([]Range, error)
+func checkQueriesAgree(q interface {
+	WrittenSince(uint32) ([]era.Range, error)
 	BlockEra(uint64) (uint32, error)
 }, eras []uint32, current uint32, rng *rand.Rand) error {
 	for _, e := range []uint32{1, 1 + rng.Uint32N(current)} {
@@ -597,17 +498,7 @@ func tortSameAsWrittenSince(q interface {
 		if err != nil {
 			return err
 		}
-		var want []Range
-		for b, be := range eras {
-			if be < e {
-				continue
-			}
-			if n := len(want); n > 0 && want[n-1].End == uint64(b) {
-				want[n-1].End++
-			} else {
-				want = append(want, Range{uint64(b), uint64(b) + 1})
-			}
-		}
+		want := etesting.WrittenSince(eras, e)
 		if !slices.Equal(rs, want) {
 			return fmt.Errorf("WrittenSince(%d) = %v, the era array and writesets say %v", e, rs, want)
 		}
@@ -630,7 +521,7 @@ func tortSameAsWrittenSince(q interface {
 
 // check cuts the run at clock time c with the given policy and checks the
 // image against the bounds at c.
-func (k *tortChecker) check(c uint64, opts erasim.CrashOptions, what string) *tortSeen {
+func (k *imageChecker) check(c uint64, opts erasim.CrashOptions, what string) *reopenedImage {
 	r := k.r
 	point := r.meta.Point(c)
 	img := r.meta.CrashImage(point, k.rng, opts)
@@ -710,16 +601,16 @@ func (k *tortChecker) check(c uint64, opts erasim.CrashOptions, what string) *to
 
 // carryOn reopens an image, writes to it, checkpoints and closes it: a
 // recovered device must go on working and stay consistent.
-func (k *tortChecker) carryOn(img []byte, o tortOpen) {
+func (k *imageChecker) carryOn(img []byte, o recordedOpen) {
 	k.local.continued++
-	store := &tortStore{data: bytes.Clone(img)}
+	store := &etesting.Store{Data: bytes.Clone(img)}
 	origin := erasim.New(o.size)
-	d, err := Open(store, origin, Config{Format: true, BlockSectors: k.r.sectors, OriginSize: o.size})
+	d, err := era.Open(store, origin, era.Config{Format: true, BlockSectors: k.r.sectors, OriginSize: o.size})
 	if err != nil {
 		k.st.failf("seed %d: carry on: Open: %v", k.r.seed, err)
 		return
 	}
-	era := d.Status().CurrentEra
+	curEra := d.Status().CurrentEra
 	blk := k.rng.Int64N(int64(d.NrBlocks()))
 	_, err = d.WriteAt([]byte{1, 2, 3}, blk*int64(k.r.blockBytes))
 	if err == nil {
@@ -729,14 +620,14 @@ func (k *tortChecker) carryOn(img []byte, o tortOpen) {
 		err = cerr
 	}
 	if err == nil {
-		err = Check(bytes.NewReader(store.data))
+		err = era.Check(bytes.NewReader(store.Data))
 	}
 	if err == nil {
-		var v *View
-		if v, err = OpenView(bytes.NewReader(store.data)); err == nil {
+		var v *era.View
+		if v, err = era.OpenView(bytes.NewReader(store.Data)); err == nil {
 			var e uint32
-			if e, err = v.BlockEra(uint64(blk)); err == nil && e < era {
-				err = fmt.Errorf("block %d at era %d after a write in era %d", blk, e, era)
+			if e, err = v.BlockEra(uint64(blk)); err == nil && e < curEra {
+				err = fmt.Errorf("block %d at era %d after a write in era %d", blk, e, curEra)
 			}
 		}
 	}
@@ -745,10 +636,10 @@ func (k *tortChecker) carryOn(img []byte, o tortOpen) {
 	}
 }
 
-// tortCheckRun cuts a recorded run at every instant (synced writes only,
+// checkWorkload cuts a recorded run at every instant (synced writes only,
 // every write, and a random subset with tears) and at random instants.
-func tortCheckRun(t testing.TB, r *tortRun, st *tortStats, random int) [][]byte {
-	k := &tortChecker{t: t, r: r, st: st, seen: map[uint64]*tortSeen{}, hseed: maphash.MakeSeed(),
+func checkWorkload(t testing.TB, r *recordedRun, st *tortureStats, random int) [][]byte {
+	k := &imageChecker{t: t, r: r, st: st, seen: map[uint64]*reopenedImage{}, hseed: maphash.MakeSeed(),
 		rng: rand.New(rand.NewPCG(r.seed, 99))}
 	end := r.clock.Now()
 	lastEra, lastPoint := uint32(0), -1
@@ -799,7 +690,7 @@ func tortCheckRun(t testing.TB, r *tortRun, st *tortStats, random int) [][]byte 
 
 // table renders the figures as a markdown table, and prints them for
 // cmd/crashreport in -crash.full runs.
-func (st *tortStats) table(elapsed time.Duration) string {
+func (st *tortureStats) table(elapsed time.Duration) string {
 	var b strings.Builder
 	row := func(name string, v any) {
 		fmt.Fprintf(&b, "| %s | %v |\n", name, v)
@@ -839,7 +730,7 @@ func TestCrashTorture(t *testing.T) {
 		base = uint64(time.Now().UnixNano())
 	}
 	t.Logf("seeds %d..%d (rerun one with -crash.seed=N -crash.seeds=1)", base, base+uint64(seeds)-1)
-	st := &tortStats{}
+	st := &tortureStats{}
 	var sample [][]byte
 	var sampleMu sync.Mutex
 	start := time.Now()
@@ -848,8 +739,8 @@ func TestCrashTorture(t *testing.T) {
 			seed := base + uint64(i)
 			t.Run(fmt.Sprint(seed), func(t *testing.T) {
 				t.Parallel()
-				r := tortRecord(t, seed, ops)
-				s := tortCheckRun(t, r, st, random)
+				r := recordWorkload(t, seed, ops)
+				s := checkWorkload(t, r, st, random)
 				sampleMu.Lock()
 				sample = append(sample, s...)
 				sampleMu.Unlock()
@@ -887,7 +778,7 @@ func TestCrashTorture(t *testing.T) {
 func TestSuperblockTearsCleanly(t *testing.T) {
 	meta := erasim.New(1 << 20)
 	origin := erasim.New(256 << 10)
-	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -919,8 +810,8 @@ func TestSuperblockTearsCleanly(t *testing.T) {
 		if len(op.Data) != block.Size {
 			t.Fatalf("superblock written with %d bytes", len(op.Data))
 		}
-		if !tortIsZero(op.Data[identityTagOff+len(identityTag):]) {
-			t.Fatalf("superblock write has non-zero bytes past the superblock and its identity copy (%d)", identityTagOff+len(identityTag))
+		if !etesting.IsZero(op.Data[era.SuperblockEnd:]) {
+			t.Fatalf("superblock write has non-zero bytes past the superblock and its identity copy (%d)", era.SuperblockEnd)
 		}
 		supers = append(supers, op.Data)
 	}

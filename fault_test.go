@@ -1,4 +1,4 @@
-package era
+package era_test
 
 // Fault injection: metadata stores whose writes, syncs or reads fail,
 // that fill up, or that transfer short; origins whose writes fail or
@@ -10,25 +10,26 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
+	"github.com/era-go/era/internal/etesting"
 )
 
-// fltAcked is what the device acknowledged: the era each block was last
+// ackedEras is what the device acknowledged: the era each block was last
 // successfully written in.
-type fltAcked map[uint64]uint32
+type ackedEras map[uint64]uint32
 
-// fltCheckAcked checks that every acknowledged block is reported written
+// checkAcked checks that every acknowledged block is reported written
 // at its era or later, by WrittenSince and BlockEra.
-func fltCheckAcked(t *testing.T, q interface {
-	WrittenSince(uint32) ([]Range, error)
+func checkAcked(t *testing.T, q interface {
+	WrittenSince(uint32) ([]era.Range, error)
 	BlockEra(uint64) (uint32, error)
-}, acked fltAcked, what string) {
+}, acked ackedEras, what string) {
 	t.Helper()
 	byEra := map[uint32][]uint64{}
 	for b, e := range acked {
@@ -47,51 +48,15 @@ func fltCheckAcked(t *testing.T, q interface {
 			t.Fatalf("%s: WrittenSince(%d): %v", what, e, err)
 		}
 		for _, b := range blocks {
-			if !fltIn(rs, b) {
+			if !etesting.InRanges(rs, b) {
 				t.Fatalf("%s: block %d written in era %d missing from WrittenSince(%d) = %v", what, b, e, e, rs)
 			}
 		}
 	}
 }
 
-func fltIn(rs []Range, b uint64) bool {
-	for _, r := range rs {
-		if b >= r.Begin && b < r.End {
-			return true
-		}
-	}
-	return false
-}
-
-// fltWaitDigest waits for the background digest to finish or fail the
-// device.
-func fltWaitDigest(d *Device) {
-	deadline := time.Now().Add(20 * time.Second)
-	for d.Stats().Digesting && d.state.Load() == stateOpen && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
-// fltWaitDigestOrGiveUp is fltWaitDigest for a device whose digest may
-// give up (on ErrNoSpace it stops until the next era): it also returns
-// after 200ms without metadata I/O.
-func fltWaitDigestOrGiveUp(d *Device) {
-	deadline := time.Now().Add(20 * time.Second)
-	last, still := d.Stats(), time.Now()
-	for last.Digesting && d.state.Load() == stateOpen && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Microsecond)
-		s := d.Stats()
-		if s.Commits != last.Commits || s.MetadataWrites != last.MetadataWrites || s.MetadataReads != last.MetadataReads || s.MetadataHits != last.MetadataHits {
-			still = time.Now()
-		} else if time.Since(still) > 200*time.Millisecond {
-			return
-		}
-		last = s
-	}
-}
-
-// fltFault is one way to break the metadata store after k operations.
-type fltFault struct {
+// metadataFault is one way to break the metadata store after k operations.
+type metadataFault struct {
 	name   string
 	inject func(s *erasim.Store, k int)
 	is     error // what the failing call's error wraps
@@ -99,7 +64,7 @@ type fltFault struct {
 	cache  int   // CacheBlocks: small to make the device read
 }
 
-var fltFaults = []fltFault{
+var metadataFaults = []metadataFault{
 	{"write", func(s *erasim.Store, k int) { s.FailWritesAfter(k) }, erasim.ErrInjected, true, 0},
 	{"sync", func(s *erasim.Store, k int) { s.FailSyncAfter(k) }, erasim.ErrInjected, true, 0},
 	{"full store", func(s *erasim.Store, k int) { s.SetLimit(int64(12+k) * 4096) }, syscall.ENOSPC, true, 0},
@@ -107,10 +72,10 @@ var fltFaults = []fltFault{
 	{"read", func(s *erasim.Store, k int) { s.FailReadsAfter(k) }, erasim.ErrInjected, false, 2},
 }
 
-// fltScript runs a fixed workload on d until a call fails and returns the
+// faultScript runs a fixed workload on d until a call fails and returns the
 // step and that call's error (nil if none did). acked collects the
 // acknowledged writes; a failed WriteAt must leave the origin untouched.
-func fltScript(t *testing.T, d *Device, origin *erasim.Store, rng *rand.Rand, acked fltAcked) (step int, err error) {
+func faultScript(t *testing.T, d *era.Device, origin *erasim.Store, rng *rand.Rand, acked ackedEras) (step int, err error) {
 	era := d.Status().CurrentEra
 	held := false
 	for step = 0; step < 40; step++ {
@@ -131,14 +96,14 @@ func fltScript(t *testing.T, d *Device, origin *erasim.Store, rng *rand.Rand, ac
 				return step, err
 			}
 			era++
-			fltWaitDigest(d)
+			etesting.WaitDigest(d)
 		case x < 9 && !held:
 			if _, err = d.TakeSnapshot(); err != nil {
 				return step, err
 			}
 			era++
 			held = true
-			fltWaitDigest(d)
+			etesting.WaitDigest(d)
 		case x < 9:
 			if err = d.DropSnapshot(); err != nil {
 				return step, err
@@ -163,12 +128,12 @@ func fltScript(t *testing.T, d *Device, origin *erasim.Store, rng *rand.Rand, ac
 func TestFaultMetadataStore(t *testing.T) {
 	var points atomic.Int64
 	t.Run("faults", func(t *testing.T) {
-		for _, f := range fltFaults {
+		for _, f := range metadataFaults {
 			t.Run(f.name, func(t *testing.T) {
 				t.Parallel()
 				sweeps, failed := 0, 0
 				for k := 0; k < 400; k++ {
-					done := fltOneFault(t, f, k)
+					done := runOneFault(t, f, k)
 					sweeps++
 					if done {
 						break
@@ -186,25 +151,25 @@ func TestFaultMetadataStore(t *testing.T) {
 	reportf("metadata faults injected (write, sync, full store, short write, read errors)", points.Load())
 }
 
-// fltOneFault runs the workload with the fault injected after k
+// runOneFault runs the workload with the fault injected after k
 // operations; it reports true when the fault never hit.
-func fltOneFault(t *testing.T, f fltFault, k int) bool {
+func runOneFault(t *testing.T, f metadataFault, k int) bool {
 	const sectors = 8
 	meta := erasim.New(512 << 10)
 	origin := erasim.New(300 << 10)
-	d, err := Open(meta, origin, Config{Format: true, BlockSectors: sectors, CacheBlocks: f.cache})
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: sectors, CacheBlocks: f.cache})
 	if err != nil {
 		t.Fatal(err)
 	}
-	acked := fltAcked{}
+	acked := ackedEras{}
 	f.inject(meta, k)
 	rng := rand.New(rand.NewPCG(1, 3))
-	step, err := fltScript(t, d, origin, rng, acked)
+	step, err := faultScript(t, d, origin, rng, acked)
 	if err == nil {
 		// Let a digest still running meet the fault, if it will.
-		fltWaitDigest(d)
+		etesting.WaitDigest(d)
 		if meta.Faults() == 0 {
-			if d.state.Load() != stateOpen {
+			if etesting.Usable(d) != nil {
 				t.Fatalf("k=%d: the device failed without a fault", k)
 			}
 			// Close's archive and final commit may meet the fault.
@@ -220,33 +185,33 @@ func fltOneFault(t *testing.T, f fltFault, k int) bool {
 				t.Fatalf("%s: Close's error does not wrap %v", what, f.is)
 			}
 			meta.Heal()
-			fltAfterFault(t, what, meta, origin, acked, k)
+			checkAfterFault(t, what, meta, origin, acked, k)
 			return false
 		}
 		_, err = d.WriteAt([]byte{1}, 0)
 	}
 	what := fmt.Sprintf("%s fault after %d, step %d (%v)", f.name, k, step, err)
-	if !errors.Is(err, f.is) && !errors.Is(err, ErrReadOnly) {
+	if !errors.Is(err, f.is) && !errors.Is(err, era.ErrReadOnly) {
 		t.Fatalf("%s: error wraps neither %v nor ErrReadOnly", what, f.is)
 	}
 	if f.fails {
 		// Fail mode: every change is refused, the origin untouched.
 		before := origin.Len()
 		for b := range uint64(3) {
-			if _, err := d.WriteAt([]byte{9}, int64(b*d.BlockBytes())); !errors.Is(err, ErrReadOnly) {
+			if _, err := d.WriteAt([]byte{9}, int64(b*d.BlockBytes())); !errors.Is(err, era.ErrReadOnly) {
 				t.Fatalf("%s: WriteAt in fail mode: %v", what, err)
 			}
 		}
 		for blk := range acked { // already marked blocks too
-			if _, err := d.WriteAt([]byte{9}, int64(blk*d.BlockBytes())); !errors.Is(err, ErrReadOnly) {
+			if _, err := d.WriteAt([]byte{9}, int64(blk*d.BlockBytes())); !errors.Is(err, era.ErrReadOnly) {
 				t.Fatalf("%s: WriteAt to a marked block in fail mode: %v", what, err)
 			}
 			break
 		}
-		if _, err := d.Checkpoint(); !errors.Is(err, ErrReadOnly) {
+		if _, err := d.Checkpoint(); !errors.Is(err, era.ErrReadOnly) {
 			t.Fatalf("%s: Checkpoint in fail mode: %v", what, err)
 		}
-		if _, err := d.TakeSnapshot(); !errors.Is(err, ErrReadOnly) {
+		if _, err := d.TakeSnapshot(); !errors.Is(err, era.ErrReadOnly) {
 			t.Fatalf("%s: TakeSnapshot in fail mode: %v", what, err)
 		}
 		if origin.Len() != before {
@@ -261,52 +226,52 @@ func fltOneFault(t *testing.T, f fltFault, k int) bool {
 			t.Fatalf("%s: ReadAt in fail mode returned other bytes", what)
 		}
 		_ = d.Status()
-		fltCheckAcked(t, d, acked, what+", in fail mode")
+		checkAcked(t, d, acked, what+", in fail mode")
 	}
 	meta.Heal()
 	cerr := d.Close()
-	if f.fails && !errors.Is(cerr, ErrReadOnly) {
+	if f.fails && !errors.Is(cerr, era.ErrReadOnly) {
 		t.Fatalf("%s: Close of a failed device: %v", what, cerr)
 	}
-	fltAfterFault(t, what, meta, origin, acked, k)
+	checkAfterFault(t, what, meta, origin, acked, k)
 	return false
 }
 
-// fltAfterFault checks a metadata store after a fault and Close: the image
+// checkAfterFault checks a metadata store after a fault and Close: the image
 // of a power cut right then reopens with every acknowledged write and
 // passes Check, and so does the store itself, healed and reopened.
-func fltAfterFault(t *testing.T, what string, meta, origin *erasim.Store, acked fltAcked, k int) {
+func checkAfterFault(t *testing.T, what string, meta, origin *erasim.Store, acked ackedEras, k int) {
 	const sectors = 8
 	img := meta.CrashImage(meta.Len(), rand.New(rand.NewPCG(uint64(k), 1)), erasim.CrashOptions{Tear: true})
-	if err := Check(bytes.NewReader(img)); err != nil {
+	if err := era.Check(bytes.NewReader(img)); err != nil {
 		t.Fatalf("%s: Check of the image of a power cut: %v", what, err)
 	}
-	cut := &tortStore{data: img}
-	d2, err := Open(cut, origin, Config{Format: true, BlockSectors: sectors})
+	cut := &etesting.Store{Data: img}
+	d2, err := era.Open(cut, origin, era.Config{Format: true, BlockSectors: sectors})
 	if err != nil {
 		t.Fatalf("%s: Open after a power cut: %v", what, err)
 	}
-	fltCheckAcked(t, d2, acked, what+", after a power cut")
+	checkAcked(t, d2, acked, what+", after a power cut")
 	if err := d2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(bytes.NewReader(cut.data)); err != nil {
+	if err := era.Check(bytes.NewReader(cut.Data)); err != nil {
 		t.Fatalf("%s: Check after a power cut: %v", what, err)
 	}
 
 	// Healed and reopened: the device works again.
-	d3, err := Open(meta, origin, Config{Format: true, BlockSectors: sectors})
+	d3, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: sectors})
 	if err != nil {
 		t.Fatalf("%s: reopen after the fault: %v", what, err)
 	}
-	fltCheckAcked(t, d3, acked, what+", reopened")
+	checkAcked(t, d3, acked, what+", reopened")
 	if _, err := d3.WriteAt([]byte{7}, 0); err != nil {
 		t.Fatalf("%s: WriteAt after reopening: %v", what, err)
 	}
 	if err := d3.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(meta); err != nil {
+	if err := era.Check(meta); err != nil {
 		t.Fatalf("%s: Check after reopening: %v", what, err)
 	}
 }
@@ -317,7 +282,7 @@ func fltAfterFault(t *testing.T, what string, meta, origin *erasim.Store, acked 
 // and io.ReaderAt require, even from an origin that returns none.
 func TestFaultOriginWrite(t *testing.T) {
 	meta, origin := erasim.New(512<<10), erasim.New(256<<10)
-	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +313,7 @@ func TestFaultOriginWrite(t *testing.T) {
 	if _, err := d.Checkpoint(); err != nil {
 		t.Fatalf("Checkpoint after origin errors: %v", err)
 	}
-	fltCheckAcked(t, d, fltAcked{3: era, 10: era, 11: era}, "after origin errors")
+	checkAcked(t, d, ackedEras{3: era, 10: era, 11: era}, "after origin errors")
 
 	// Short transfers from an origin that reports no error.
 	origin.ShortWrites(1)
@@ -377,51 +342,6 @@ func TestFaultOriginWrite(t *testing.T) {
 	}
 }
 
-// fltSparse is an origin that stores only what is written, for origins
-// too large to hold in memory, and counts the writes.
-type fltSparse struct {
-	mu     sync.Mutex
-	size   int64
-	pages  map[int64][]byte
-	writes int
-}
-
-func (s *fltSparse) Size() int64 { return s.size }
-
-func (s *fltSparse) ReadAt(p []byte, off int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range p {
-		pg, ok := s.pages[(off+int64(i))/4096]
-		p[i] = 0
-		if ok {
-			p[i] = pg[(off+int64(i))%4096]
-		}
-	}
-	return len(p), nil
-}
-
-func (s *fltSparse) WriteAt(p []byte, off int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.writes++
-	for i, c := range p {
-		pg := s.pages[(off+int64(i))/4096]
-		if pg == nil {
-			pg = make([]byte, 4096)
-			s.pages[(off+int64(i))/4096] = pg
-		}
-		pg[(off+int64(i))%4096] = c
-	}
-	return len(p), nil
-}
-
-func (s *fltSparse) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.writes
-}
-
 // TestFaultMetadataFull fills small metadata stores until a first write
 // fails with ErrNoSpace: a held snapshot shares the era array, so the
 // digest of a writeset marking every era-array block copies them all. It
@@ -431,14 +351,14 @@ func (s *fltSparse) count() int {
 // snapshot makes room again.
 func TestFaultMetadataFull(t *testing.T) {
 	const nrBlocks = 16 * 1016 // 16 era-array blocks
-	if _, err := Open(erasim.New(16<<10), &fltSparse{size: nrBlocks * 4096, pages: map[int64][]byte{}}, Config{Format: true, BlockSectors: 8}); !errors.Is(err, ErrNoSpace) {
+	if _, err := era.Open(erasim.New(16<<10), etesting.NewSparse(nrBlocks*4096), era.Config{Format: true, BlockSectors: 8}); !errors.Is(err, era.ErrNoSpace) {
 		t.Fatalf("Open on 4 metadata blocks: %v, want ErrNoSpace", err)
 	}
 	// Whether the first write of the era gets in before the digest takes
 	// the space is a race: sweep again until it has.
 	hit, fast := 0, 0
 	for sweep := 0; sweep < 10 && fast == 0; sweep++ {
-		fltFullSweep(t, &hit, &fast)
+		fullMetadataSweep(t, &hit, &fast)
 	}
 	if hit == 0 || fast == 0 {
 		t.Fatalf("%d metadata sizes made a first write fail with ErrNoSpace, %d then wrote a marked block", hit, fast)
@@ -447,30 +367,30 @@ func TestFaultMetadataFull(t *testing.T) {
 	reportf("full metadata stores (ErrNoSpace, nothing untracked)", hit)
 }
 
-func fltFullSweep(t *testing.T, hit, fast *int) {
+func fullMetadataSweep(t *testing.T, hit, fast *int) {
 	const nrBlocks = 16 * 1016
 	for metaBlocks := int64(26); metaBlocks <= 56; metaBlocks++ {
 		meta := erasim.New(metaBlocks * 4096)
-		origin := &fltSparse{size: nrBlocks * 4096, pages: map[int64][]byte{}}
-		d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
-		if errors.Is(err, ErrNoSpace) {
+		origin := etesting.NewSparse(nrBlocks * 4096)
+		d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8})
+		if errors.Is(err, era.ErrNoSpace) {
 			continue
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		what := fmt.Sprintf("%d metadata blocks", metaBlocks)
-		acked := fltAcked{}
-		era := d.Status().CurrentEra
+		acked := ackedEras{}
+		curEra := d.Status().CurrentEra
 		write := func(b uint64) error {
-			before := origin.count()
+			before := origin.Writes()
 			_, err := d.WriteAt([]byte{byte(b)}, int64(b*4096))
 			switch {
 			case err == nil:
-				acked[b] = era
-			case origin.count() != before:
+				acked[b] = curEra
+			case origin.Writes() != before:
 				t.Fatalf("%s: WriteAt failed (%v) but wrote the origin", what, err)
-			case !errors.Is(err, ErrNoSpace) || errors.Is(err, ErrReadOnly):
+			case !errors.Is(err, era.ErrNoSpace) || errors.Is(err, era.ErrReadOnly):
 				t.Fatalf("%s: WriteAt on full metadata: %v, want ErrNoSpace", what, err)
 			}
 			return err
@@ -485,8 +405,8 @@ func fltFullSweep(t *testing.T, hit, fast *int) {
 		if ferr == nil {
 			switch _, err := d.TakeSnapshot(); {
 			case err == nil:
-				era++
-			case errors.Is(err, ErrNoSpace):
+				curEra++
+			case errors.Is(err, era.ErrNoSpace):
 				d.Close()
 				continue
 			default:
@@ -501,7 +421,7 @@ func fltFullSweep(t *testing.T, hit, fast *int) {
 				break
 			}
 			if b == 1 {
-				fltWaitDigestOrGiveUp(d)
+				etesting.WaitDigestOrGiveUp(d)
 			}
 			if ferr = write(b); ferr != nil {
 				failed = b
@@ -512,62 +432,62 @@ func fltFullSweep(t *testing.T, hit, fast *int) {
 			continue
 		}
 		*hit++
-		if d.state.Load() != stateOpen {
+		if etesting.Usable(d) != nil {
 			t.Fatalf("%s: the device failed on ErrNoSpace", what)
 		}
-		if e, err := d.BlockEra(failed); err != nil || e == era {
+		if e, err := d.BlockEra(failed); err != nil || e == curEra {
 			t.Fatalf("%s: block %d whose write failed is marked in era %d (%v)", what, failed, e, err)
 		}
 		// A write to a block marked in this era needs no new mark.
-		if acked[marked] == era {
-			before := origin.count()
+		if acked[marked] == curEra {
+			before := origin.Writes()
 			if _, err := d.WriteAt([]byte{1, 2}, int64(marked*4096)); err != nil {
 				t.Fatalf("%s: WriteAt to a marked block on full metadata: %v", what, err)
 			}
-			if origin.count() != before+1 {
+			if origin.Writes() != before+1 {
 				t.Fatalf("%s: WriteAt to a marked block did not reach the origin", what)
 			}
 			*fast++
 		}
 		p := make([]byte, 2)
-		if _, err := d.ReadAt(p, int64(marked*4096)); err != nil || (acked[marked] == era && p[0] != 1) {
+		if _, err := d.ReadAt(p, int64(marked*4096)); err != nil || (acked[marked] == curEra && p[0] != 1) {
 			t.Fatalf("%s: ReadAt on full metadata: %v %v", what, p, err)
 		}
-		fltCheckAcked(t, d, acked, what+", full")
-		if err := Check(meta); err != nil {
+		checkAcked(t, d, acked, what+", full")
+		if err := era.Check(meta); err != nil {
 			t.Fatalf("%s: Check on full metadata: %v", what, err)
 		}
 		// Dropping the snapshot makes room (once the digest, which
 		// shares the transaction with marks, is done or has given up).
 		if err := d.DropSnapshot(); err == nil {
 			err := write(failed)
-			for try := 0; try < 100 && errors.Is(err, ErrNoSpace); try++ {
+			for try := 0; try < 100 && errors.Is(err, era.ErrNoSpace); try++ {
 				time.Sleep(10 * time.Millisecond)
 				err = write(failed)
 			}
 			// A store this small may still hold too little beyond the
 			// reserve for one mark (at most 8 blocks here).
 			st := d.Stats()
-			if errors.Is(err, ErrNoSpace) && st.MetadataTotal-st.MetadataUsed < st.MetadataReserve+8 {
+			if errors.Is(err, era.ErrNoSpace) && st.MetadataTotal-st.MetadataUsed < st.MetadataReserve+8 {
 				err = nil
 			}
 			if err != nil {
 				t.Fatalf("%s: WriteAt after dropping the snapshot: %v", what, err)
 			}
-		} else if !errors.Is(err, ErrNoSpace) && !errors.Is(err, ErrNoSnapshot) {
+		} else if !errors.Is(err, era.ErrNoSpace) && !errors.Is(err, era.ErrNoSnapshot) {
 			t.Fatalf("%s: DropSnapshot on full metadata: %v", what, err)
 		}
-		if err := d.Close(); err != nil && !errors.Is(err, ErrNoSpace) {
+		if err := d.Close(); err != nil && !errors.Is(err, era.ErrNoSpace) {
 			t.Fatalf("%s: Close on full metadata: %v", what, err)
 		}
-		if err := Check(meta); err != nil {
+		if err := era.Check(meta); err != nil {
 			t.Fatalf("%s: Check after Close: %v", what, err)
 		}
-		v, err := OpenView(meta)
+		v, err := era.OpenView(meta)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fltCheckAcked(t, v, acked, what+", closed")
+		checkAcked(t, v, acked, what+", closed")
 	}
 }
 
@@ -576,11 +496,11 @@ func fltFullSweep(t *testing.T, hit, fast *int) {
 // trusting half a block; writes fail safe; healed, everything is there.
 func TestFaultShortMetadataReads(t *testing.T) {
 	meta, origin := erasim.New(512<<10), erasim.New(256<<10)
-	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
+	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	acked := fltAcked{}
+	acked := ackedEras{}
 	for b := range uint64(20) {
 		if _, err := d.WriteAt([]byte{1}, int64(b*3*4096)); err != nil {
 			t.Fatal(err)
@@ -593,7 +513,7 @@ func TestFaultShortMetadataReads(t *testing.T) {
 	opened, refused := 0, 0
 	for every := 1; every <= 12; every++ {
 		meta.ShortReads(every)
-		d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8, CacheBlocks: 1})
+		d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8, CacheBlocks: 1})
 		if err != nil {
 			if !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("Open with short reads every %d: %v", every, err)
@@ -618,13 +538,13 @@ func TestFaultShortMetadataReads(t *testing.T) {
 		}
 		meta.Heal()
 		d.Close()
-		v, err := OpenView(meta)
+		v, err := era.OpenView(meta)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fltCheckAcked(t, v, acked, fmt.Sprintf("short reads every %d", every))
+		checkAcked(t, v, acked, fmt.Sprintf("short reads every %d", every))
 	}
-	if err := Check(meta); err != nil {
+	if err := era.Check(meta); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("short reads: Open refused %d times, opened %d times", refused, opened)

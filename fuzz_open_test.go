@@ -1,4 +1,4 @@
-package era
+package era_test
 
 // Bad input: valid metadata images (written by Device, and the golden
 // images of testdata/golden) go through structured mutations — bit
@@ -31,8 +31,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/era-go/era"
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/erasim"
+	"github.com/era-go/era/internal/etesting"
 )
 
 var (
@@ -40,8 +42,8 @@ var (
 	fuzzSeed      = flag.Uint64("fuzz.seed", 0, "TestMutatedImages: seed (0: from the time)")
 )
 
-// fzBase is a valid metadata image to mutate.
-type fzBase struct {
+// baseImage is a valid metadata image to mutate.
+type baseImage struct {
 	name    string
 	img     []byte
 	kinds   []*block.Kind // kind of each block, nil if none (free, zero)
@@ -51,16 +53,16 @@ type fzBase struct {
 }
 
 var (
-	fzOnce  sync.Once
-	fzBases []*fzBase
+	basesOnce     sync.Once
+	mutationBases []*baseImage
 )
 
-// fzBaseImages returns the images to mutate: a few written by Device, and
+// baseImages returns the images to mutate: a few written by Device, and
 // the golden images up to maxSize bytes.
-func fzBaseImages(t testing.TB, maxSize int) []*fzBase {
-	fzOnce.Do(func() {
-		for i, img := range fzDeviceImages(t) {
-			fzBases = append(fzBases, fzNewBase(fmt.Sprintf("device-%d", i), img))
+func baseImages(t testing.TB, maxSize int) []*baseImage {
+	basesOnce.Do(func() {
+		for i, img := range deviceImages(t) {
+			mutationBases = append(mutationBases, newBaseImage(fmt.Sprintf("device-%d", i), img))
 		}
 		paths, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.bin"))
 		for _, p := range paths {
@@ -68,11 +70,11 @@ func fzBaseImages(t testing.TB, maxSize int) []*fzBase {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fzBases = append(fzBases, fzNewBase(filepath.Base(p), img))
+			mutationBases = append(mutationBases, newBaseImage(filepath.Base(p), img))
 		}
 	})
-	var out []*fzBase
-	for _, b := range fzBases {
+	var out []*baseImage
+	for _, b := range mutationBases {
 		if len(b.img) <= maxSize {
 			out = append(out, b)
 		}
@@ -80,8 +82,8 @@ func fzBaseImages(t testing.TB, maxSize int) []*fzBase {
 	return out
 }
 
-func fzNewBase(name string, img []byte) *fzBase {
-	b := &fzBase{name: name, img: img, kinds: make([]*block.Kind, len(img)/block.Size)}
+func newBaseImage(name string, img []byte) *baseImage {
+	b := &baseImage{name: name, img: img, kinds: make([]*block.Kind, len(img)/block.Size)}
 	for loc := range b.kinds {
 		data := img[loc*block.Size : (loc+1)*block.Size]
 		if k := block.Identify(data); k != nil && k.Validate(data, uint64(loc)) == nil {
@@ -91,7 +93,7 @@ func fzNewBase(name string, img []byte) *fzBase {
 			}
 		}
 	}
-	sb, err := decodeSuperblock(0, img[:block.Size])
+	sb, err := era.DecodeSuperblock(img[:block.Size])
 	if err != nil {
 		panic(fmt.Sprintf("%s: %v", name, err))
 	}
@@ -100,23 +102,23 @@ func fzNewBase(name string, img []byte) *fzBase {
 	return b
 }
 
-// fzDeviceImages runs small workloads and keeps their metadata: cut
+// deviceImages runs small workloads and keeps their metadata: cut
 // right after a snapshot's commit (an archived writeset not yet digested),
 // cut with marks in the current writeset, cut right after a checkpoint,
 // and closed. The workloads wait for the digest, so the images are the
 // same in every run and a fuzz corpus entry always means the same image.
-func fzDeviceImages(t testing.TB) [][]byte {
+func deviceImages(t testing.TB) [][]byte {
 	var out [][]byte
 	for i, nr := range []int64{300, 2100} {
 		meta := erasim.New(int64(32+24*i) * block.Size) // room for the writes and the reserve
 		origin := erasim.New(nr * 4096)
-		d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
+		d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rng := rand.New(rand.NewPCG(uint64(i), 5))
 		write := func(n int) {
-			fltWaitDigest(d)
+			etesting.WaitDigest(d)
 			for range n {
 				if _, err := d.WriteAt([]byte{1, 2, 3}, rng.Int64N(nr*4096-3)); err != nil {
 					t.Fatal(err)
@@ -142,7 +144,7 @@ func fzDeviceImages(t testing.TB) [][]byte {
 			t.Fatal(err)
 		}
 		write(20)
-		fltWaitDigest(d)
+		etesting.WaitDigest(d)
 		from := meta.Len()
 		if _, err := d.TakeSnapshot(); err != nil {
 			t.Fatal(err)
@@ -150,14 +152,14 @@ func fzDeviceImages(t testing.TB) [][]byte {
 		out = append(out, afterCommit(from))
 		write(20)
 		out = append(out, meta.CrashImage(meta.Len(), nil, erasim.CrashOptions{Unsynced: erasim.KeepNone}))
-		fltWaitDigest(d)
+		etesting.WaitDigest(d)
 		from = meta.Len()
 		if _, err := d.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, afterCommit(from))
 		write(10)
-		fltWaitDigest(d)
+		etesting.WaitDigest(d)
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -166,13 +168,13 @@ func fzDeviceImages(t testing.TB) [][]byte {
 	return out
 }
 
-// fzProg reads a mutation program; past its end it reads zeros.
-type fzProg struct {
+// mutationProg reads a mutation program; past its end it reads zeros.
+type mutationProg struct {
 	p []byte
 	i int
 }
 
-func (r *fzProg) byte() byte {
+func (r *mutationProg) byte() byte {
 	if r.i >= len(r.p) {
 		r.i++
 		return 0
@@ -181,9 +183,9 @@ func (r *fzProg) byte() byte {
 	return r.p[r.i-1]
 }
 
-func (r *fzProg) u16() int { return int(r.byte()) | int(r.byte())<<8 }
+func (r *mutationProg) u16() int { return int(r.byte()) | int(r.byte())<<8 }
 
-func (r *fzProg) u64() uint64 {
+func (r *mutationProg) u64() uint64 {
 	var v uint64
 	for i := range 8 {
 		v |= uint64(r.byte()) << (8 * i)
@@ -191,10 +193,10 @@ func (r *fzProg) u64() uint64 {
 	return v
 }
 
-func (r *fzProg) done() bool { return r.i >= len(r.p) }
+func (r *mutationProg) done() bool { return r.i >= len(r.p) }
 
 // value picks a field value likely to break something.
-func (r *fzProg) value(nblocks int) uint64 {
+func (r *mutationProg) value(nblocks int) uint64 {
 	n := uint64(nblocks)
 	table := []uint64{0, 1, 2, 3, n - 1, n, n + 1, 1<<31 - 1, 1 << 31, 1<<32 - 1, 1 << 32, 1 << 63, ^uint64(0),
 		252, 253, 201, 336, 509, 1016, 1017, 1018, 1019, 16320, 16321, 4096}
@@ -206,14 +208,14 @@ func (r *fzProg) value(nblocks int) uint64 {
 	return r.u64()
 }
 
-// fzMutate applies the program to a copy of the base image. The first byte
+// mutate applies the program to a copy of the base image. The first byte
 // says whether to recompute checksums and locations (most programs do);
 // the others are operations.
-func fzMutate(b *fzBase, prog []byte) []byte {
+func mutate(b *baseImage, prog []byte) []byte {
 	img := bytes.Clone(b.img)
 	kinds := append([]*block.Kind(nil), b.kinds...)
 	nb := len(kinds)
-	r := &fzProg{p: prog}
+	r := &mutationProg{p: prog}
 	fix := r.byte()%8 != 0
 	blk := func() int { return int(r.byte()) % nb }
 	data := func(loc int) []byte { return img[loc*block.Size : (loc+1)*block.Size] }
@@ -293,36 +295,36 @@ func fzMutate(b *fzBase, prog []byte) []byte {
 	return img
 }
 
-// fzNullOrigin is an origin that keeps nothing.
-type fzNullOrigin struct{}
+// nullOrigin is an origin that keeps nothing.
+type nullOrigin struct{}
 
-func (fzNullOrigin) ReadAt(p []byte, _ int64) (int, error)  { clear(p); return len(p), nil }
-func (fzNullOrigin) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
+func (nullOrigin) ReadAt(p []byte, _ int64) (int, error)  { clear(p); return len(p), nil }
+func (nullOrigin) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
 
-// fzTarget is one of the APIs under test.
-type fzTarget int
+// fuzzAPI is one of the APIs under test.
+type fuzzAPI int
 
 const (
-	fzOpen fzTarget = iota
-	fzOpenView
-	fzOpenSnapshot
-	fzCheck
+	targetOpen fuzzAPI = iota
+	targetOpenView
+	targetOpenSnapshot
+	targetCheck
 )
 
-var fzTargetNames = []string{"Open", "OpenView", "OpenSnapshot", "Check"}
+var targetNames = []string{"Open", "OpenView", "OpenSnapshot", "Check"}
 
-// fzBadErr reports why err is not an acceptable answer to damaged
+// badErr reports why err is not an acceptable answer to damaged
 // metadata, or "".
-func fzBadErr(err error, also ...error) string {
+func badErr(err error, also ...error) string {
 	for _, e := range also {
 		if errors.Is(err, e) {
 			return ""
 		}
 	}
-	if errors.Is(err, ErrNoMetadata) { // the magic was hit: not era metadata at all
+	if errors.Is(err, era.ErrNoMetadata) { // the magic was hit: not era metadata at all
 		return ""
 	}
-	if !errors.Is(err, ErrCorrupt) {
+	if !errors.Is(err, era.ErrCorrupt) {
 		return "does not wrap ErrCorrupt"
 	}
 	// Where: a block, or a structure the superblock names.
@@ -335,36 +337,36 @@ func fzBadErr(err error, also ...error) string {
 	return "does not say where"
 }
 
-// fzRun runs one target on a mutated image; it returns a description of
+// runTarget runs one target on a mutated image; it returns a description of
 // a wrong answer, or "".
-func fzRun(target fzTarget, b *fzBase, img []byte) string {
+func runTarget(target fuzzAPI, b *baseImage, img []byte) string {
 	rng := rand.New(rand.NewPCG(uint64(len(img)), 1))
 	switch target {
-	case fzCheck:
-		err := Check(bytes.NewReader(img))
+	case targetCheck:
+		err := era.Check(bytes.NewReader(img))
 		if err == nil {
 			return ""
 		}
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range j.Unwrap() {
-				if why := fzBadErr(e); why != "" {
+				if why := badErr(e); why != "" {
 					return fmt.Sprintf("Check: %q %s", e, why)
 				}
 			}
 			return ""
 		}
-		if why := fzBadErr(err); why != "" {
+		if why := badErr(err); why != "" {
 			return fmt.Sprintf("Check: %q %s", err, why)
 		}
-	case fzOpenView, fzOpenSnapshot:
-		open := OpenView
-		if target == fzOpenSnapshot {
-			open = OpenSnapshot
+	case targetOpenView, targetOpenSnapshot:
+		open := era.OpenView
+		if target == targetOpenSnapshot {
+			open = era.OpenSnapshot
 		}
 		v, err := open(bytes.NewReader(img))
 		if err != nil {
-			if why := fzBadErr(err, ErrNoSnapshot); why != "" {
-				return fmt.Sprintf("%s: %q %s", fzTargetNames[target], err, why)
+			if why := badErr(err, era.ErrNoSnapshot); why != "" {
+				return fmt.Sprintf("%s: %q %s", targetNames[target], err, why)
 			}
 			return ""
 		}
@@ -372,27 +374,27 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 			if _, err := v.WrittenSince(since); err != nil {
 				var also []error
 				if since > v.CurrentEra() {
-					also = append(also, ErrOutOfRange)
+					also = append(also, era.ErrOutOfRange)
 				}
-				if why := fzBadErr(err, also...); why != "" {
-					return fmt.Sprintf("%s: WrittenSince(%d): %q %s", fzTargetNames[target], since, err, why)
+				if why := badErr(err, also...); why != "" {
+					return fmt.Sprintf("%s: WrittenSince(%d): %q %s", targetNames[target], since, err, why)
 				}
 			}
 		}
 		if n := v.NrBlocks(); n > 0 {
 			for _, blk := range []uint64{0, n - 1, rng.Uint64N(n)} {
 				if _, err := v.BlockEra(blk); err != nil {
-					if why := fzBadErr(err); why != "" {
-						return fmt.Sprintf("%s: BlockEra(%d): %q %s", fzTargetNames[target], blk, err, why)
+					if why := badErr(err); why != "" {
+						return fmt.Sprintf("%s: BlockEra(%d): %q %s", targetNames[target], blk, err, why)
 					}
 				}
 			}
 		}
-	case fzOpen:
-		store := &tortStore{data: img}
-		d, err := Open(store, fzNullOrigin{}, Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
+	case targetOpen:
+		store := &etesting.Store{Data: img}
+		d, err := era.Open(store, nullOrigin{}, era.Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
 		if err != nil {
-			if why := fzBadErr(err, ErrBlockSizeMismatch, ErrNoSpace, ErrEraOverflow); why != "" {
+			if why := badErr(err, era.ErrBlockSizeMismatch, era.ErrNoSpace, era.ErrEraOverflow); why != "" {
 				return fmt.Sprintf("Open: %q %s", err, why)
 			}
 			return ""
@@ -402,7 +404,7 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 			if err == nil {
 				return ""
 			}
-			if why := fzBadErr(err, ErrNoSpace, ErrReadOnly, ErrEraOverflow); why != "" {
+			if why := badErr(err, era.ErrNoSpace, era.ErrReadOnly, era.ErrEraOverflow); why != "" {
 				return fmt.Sprintf("Open, then %s: %q %s", what, err, why)
 			}
 			return ""
@@ -419,7 +421,7 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 			func() (string, error) { _, err := d.Checkpoint(); return "Checkpoint", err },
 			func() (string, error) {
 				err := d.DropSnapshot()
-				if errors.Is(err, ErrNoSnapshot) {
+				if errors.Is(err, era.ErrNoSnapshot) {
 					err = nil
 				}
 				return "DropSnapshot", err
@@ -435,11 +437,11 @@ func fzRun(target fzTarget, b *fzBase, img []byte) string {
 	return ""
 }
 
-// fzOne runs target on base b mutated by prog, failing t on a wrong
+// fuzzOne runs target on base b mutated by prog, failing t on a wrong
 // answer, a panic, a hang or a large allocation.
-func fzOne(t *testing.T, target fzTarget, b *fzBase, prog []byte, watchdog time.Duration) {
-	img := fzMutate(b, prog)
-	what := fmt.Sprintf("%s on %s mutated by %s", fzTargetNames[target], b.name, hex.EncodeToString(prog))
+func fuzzOne(t *testing.T, target fuzzAPI, b *baseImage, prog []byte, watchdog time.Duration) {
+	img := mutate(b, prog)
+	what := fmt.Sprintf("%s on %s mutated by %s", targetNames[target], b.name, hex.EncodeToString(prog))
 	type result struct {
 		why   string
 		panic any
@@ -456,7 +458,7 @@ func fzOne(t *testing.T, target fzTarget, b *fzBase, prog []byte, watchdog time.
 			res.alloc = after.TotalAlloc - before.TotalAlloc
 			done <- res
 		}()
-		res.why = fzRun(target, b, img)
+		res.why = runTarget(target, b, img)
 	}()
 	select {
 	case res := <-done:
@@ -473,28 +475,28 @@ func fzOne(t *testing.T, target fzTarget, b *fzBase, prog []byte, watchdog time.
 	}
 }
 
-func fzFuzz(f *testing.F, target fzTarget) {
-	bases := fzBaseImages(f, 300<<10)
+func fuzzTarget(f *testing.F, target fuzzAPI) {
+	bases := baseImages(f, 300<<10)
 	rng := rand.New(rand.NewPCG(uint64(target), 11))
 	for i := range bases {
 		f.Add(uint8(i), []byte{0})
 		for range 3 {
-			f.Add(uint8(i), fzRandomProg(rng))
+			f.Add(uint8(i), randomProg(rng))
 		}
 	}
 	f.Fuzz(func(t *testing.T, which uint8, prog []byte) {
-		fzOne(t, target, bases[int(which)%len(bases)], prog, time.Minute)
+		fuzzOne(t, target, bases[int(which)%len(bases)], prog, time.Minute)
 	})
 }
 
-func FuzzOpen(f *testing.F)         { fzFuzz(f, fzOpen) }
-func FuzzOpenView(f *testing.F)     { fzFuzz(f, fzOpenView) }
-func FuzzOpenSnapshot(f *testing.F) { fzFuzz(f, fzOpenSnapshot) }
-func FuzzCheck(f *testing.F)        { fzFuzz(f, fzCheck) }
+func FuzzOpen(f *testing.F)         { fuzzTarget(f, targetOpen) }
+func FuzzOpenView(f *testing.F)     { fuzzTarget(f, targetOpenView) }
+func FuzzOpenSnapshot(f *testing.F) { fuzzTarget(f, targetOpenSnapshot) }
+func FuzzCheck(f *testing.F)        { fuzzTarget(f, targetCheck) }
 
-// fzRandomProg returns a random mutation program of one to four
+// randomProg returns a random mutation program of one to four
 // operations.
-func fzRandomProg(rng *rand.Rand) []byte {
+func randomProg(rng *rand.Rand) []byte {
 	p := []byte{byte(1 + rng.IntN(255))} // fix checksums, mostly
 	if rng.IntN(10) == 0 {
 		p[0] = 0
@@ -512,7 +514,7 @@ func fzRandomProg(rng *rand.Rand) []byte {
 // run by plain `go test` too).
 func TestMutatedImages(t *testing.T) {
 	n := 4000
-	if raceEnabled() {
+	if etesting.Race {
 		n = 1200
 	}
 	if testing.Short() {
@@ -524,7 +526,7 @@ func TestMutatedImages(t *testing.T) {
 	if *fuzzMutations > 0 {
 		n = *fuzzMutations
 	}
-	all, small := fzBaseImages(t, 3<<20), fzBaseImages(t, 300<<10)
+	all, small := baseImages(t, 3<<20), baseImages(t, 300<<10)
 	seed := *fuzzSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
@@ -532,7 +534,7 @@ func TestMutatedImages(t *testing.T) {
 	t.Logf("seed %d (-fuzz.seed), %d base images", seed, len(all))
 	rng := rand.New(rand.NewPCG(seed, 13))
 	watchdog := 20 * time.Second
-	if raceEnabled() {
+	if etesting.Race {
 		watchdog = time.Minute
 	}
 	for i := range n {
@@ -540,7 +542,7 @@ func TestMutatedImages(t *testing.T) {
 		if i%16 == 0 { // the large golden images, now and then
 			b = all[rng.IntN(len(all))]
 		}
-		fzOne(t, fzTarget(i%4), b, fzRandomProg(rng), watchdog)
+		fuzzOne(t, fuzzAPI(i%4), b, randomProg(rng), watchdog)
 		if t.Failed() && !testing.Verbose() {
 			break
 		}
@@ -555,9 +557,9 @@ func TestMutatedImages(t *testing.T) {
 // with a current writeset rooted at block 0 ("mark without a current
 // writeset" on the first write).
 func TestOpenRejectsFreeSuperblock(t *testing.T) {
-	for _, b := range fzBaseImages(t, 300<<10) {
+	for _, b := range baseImages(t, 300<<10) {
 		img := bytes.Clone(b.img)
-		sb, err := decodeSuperblock(0, img[:block.Size])
+		sb, err := era.DecodeSuperblock(img[:block.Size])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -566,13 +568,13 @@ func TestOpenRejectsFreeSuperblock(t *testing.T) {
 		data := img[bitmap*block.Size : (bitmap+1)*block.Size]
 		data[16] &^= 3 // entry 0: count 0
 		block.Bitmap.Prepare(data, bitmap)
-		d, err := Open(&tortStore{data: img}, fzNullOrigin{}, Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
+		d, err := era.Open(&etesting.Store{Data: img}, nullOrigin{}, era.Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
 		if err == nil {
 			_, err = d.WriteAt([]byte{1}, 0)
 			d.Close()
 			t.Fatalf("%s: Open accepted a space map with block 0 free (then WriteAt: %v)", b.name, err)
 		}
-		if !errors.Is(err, ErrCorrupt) {
+		if !errors.Is(err, era.ErrCorrupt) {
 			t.Fatalf("%s: Open: %v, want ErrCorrupt", b.name, err)
 		}
 	}

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -68,175 +66,6 @@ func TestOpenWriteCloseCyclesStayBounded(t *testing.T) {
 	if maxUsed > bound || maxBacklog > DefaultMaxBacklog {
 		t.Fatalf("metadata used %d blocks (rule %d), backlog %d (bound %d)", maxUsed, bound, maxBacklog, DefaultMaxBacklog)
 	}
-}
-
-// TestCheckpointLoopStaysBounded writes and checkpoints as fast as it can
-// for a minute (ERA_LOOP_SECONDS to change) on a 2 MiB store: a
-// checkpoint that finds the backlog at its bound digests inline, so the
-// store never fills (it used to within 140 eras) and Stats shows the
-// backlog within its bound.
-func TestCheckpointLoopStaysBounded(t *testing.T) {
-	seconds := 60
-	if s := os.Getenv("ERA_LOOP_SECONDS"); s != "" {
-		fmt.Sscan(s, &seconds)
-	}
-	const nrBlocks = 1 << 16
-	meta, origin := newMem(2<<20), newMem(nrBlocks*4096)
-	d := openT(t, meta, origin, 8)
-	bound := uint64(MetadataSize(nrBlocks, 0) / block.Size)
-	rng := rand.New(rand.NewPCG(3, 4))
-	var maxUsed uint64
-	maxBacklog, eras := 0, 0
-	written := map[uint64]uint32{} // block -> last era written
-	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
-	for time.Now().Before(deadline) {
-		era := d.CurrentEra()
-		for range 8 {
-			b := uint64(rng.IntN(nrBlocks))
-			if _, err := d.WriteAt([]byte{1}, int64(b*4096)); err != nil {
-				t.Fatalf("era %d: WriteAt: %v", era, err)
-			}
-			written[b] = era
-		}
-		next, err := d.Checkpoint()
-		if err != nil {
-			t.Fatalf("era %d: Checkpoint: %v", era, err)
-		}
-		if next != era+1 {
-			t.Fatalf("Checkpoint began era %d after era %d", next, era)
-		}
-		eras++
-		st := d.Stats()
-		maxUsed = max(maxUsed, st.MetadataUsed)
-		maxBacklog = max(maxBacklog, st.Backlog)
-	}
-	// Every block written since a recent era is reported.
-	since := d.CurrentEra() - 20
-	rs, err := d.WrittenSince(since)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for b, e := range written {
-		if e >= since && !inRanges(rs, b) {
-			t.Fatalf("block %d written in era %d not in WrittenSince(%d)", b, e, since)
-		}
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := Check(meta); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d eras in %ds: at most %d metadata blocks of %d used (sizing rule: %d), backlog at most %d (bound %d)",
-		eras, seconds, maxUsed, 512, bound, maxBacklog, DefaultMaxBacklog)
-	if maxUsed > bound || maxBacklog > DefaultMaxBacklog {
-		t.Fatalf("metadata used %d blocks (rule %d), backlog %d", maxUsed, bound, maxBacklog)
-	}
-}
-
-func inRanges(rs []Range, b uint64) bool {
-	for _, r := range rs {
-		if b >= r.Begin && b < r.End {
-			return true
-		}
-	}
-	return false
-}
-
-// TestFullStoreRecoversWithoutReopen fills a store while a snapshot keeps
-// the old blocks: first writes fail with ErrNoSpace once only the reserve
-// is left, the device stays usable (marked blocks are still written, the
-// digest and DropSnapshot still work), and once the snapshot is dropped
-// the same device accepts first writes again. Nothing is written
-// untracked.
-func TestFullStoreRecoversWithoutReopen(t *testing.T) {
-	const nrBlocks = 1 << 16
-	meta, origin := newMem(512<<10), &fltSparse{size: nrBlocks * 4096, pages: map[int64][]byte{}}
-	var events []Event
-	d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8, OriginSize: nrBlocks * 4096,
-		Events: func(e Event) { events = append(events, e) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.TakeSnapshot(); err != nil {
-		t.Fatal(err)
-	}
-	acked := map[uint64]uint32{}
-	var failed uint64
-	var ferr error
-	for k := uint64(0); k < 10000 && ferr == nil; k++ { // a new bitset block each time
-		b := k * 32576 / 4 % nrBlocks
-		for i := range uint64(64) {
-			if _, ferr = d.WriteAt([]byte{1}, int64((b+i*61)%nrBlocks*4096)); ferr != nil {
-				failed = (b + i*61) % nrBlocks
-				break
-			}
-			acked[(b+i*61)%nrBlocks] = d.CurrentEra()
-		}
-		if ferr == nil {
-			_, ferr = d.Checkpoint()
-		}
-	}
-	if !errors.Is(ferr, ErrNoSpace) {
-		t.Fatalf("filling the store: %v, want ErrNoSpace", ferr)
-	}
-	st := d.Stats()
-	t.Logf("full: %d of %d blocks used, reserve %d; %v", st.MetadataUsed, st.MetadataTotal, st.MetadataReserve, ferr)
-	if e, err := d.BlockEra(failed); err != nil || e == d.CurrentEra() {
-		t.Fatalf("block %d whose write failed: era %d, %v", failed, e, err)
-	}
-	if d.state.Load() != stateOpen {
-		t.Fatal("the device failed on ErrNoSpace")
-	}
-	for b, e := range acked { // marked blocks still take writes
-		if e == d.CurrentEra() {
-			if _, err := d.WriteAt([]byte{2}, int64(b*4096)); err != nil {
-				t.Fatalf("write to marked block %d on a full store: %v", b, err)
-			}
-			break
-		}
-	}
-	if !hasEvent(events, EventNoSpace) && !hasEvent(events, EventUsage) {
-		t.Errorf("no event reported the full store: %v", events)
-	}
-	if err := d.DropSnapshot(); err != nil {
-		t.Fatalf("DropSnapshot on a full store: %v", err)
-	}
-	var err2 error
-	for try := 0; try < 500; try++ {
-		if _, err2 = d.WriteAt([]byte{3}, int64(failed*4096)); !errors.Is(err2, ErrNoSpace) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // the digest frees space in the background
-	}
-	if err2 != nil {
-		t.Fatalf("first write after the snapshot was dropped: %v", err2)
-	}
-	acked[failed] = d.CurrentEra()
-	rs, err := d.WrittenSince(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for b := range acked {
-		if !inRanges(rs, b) {
-			t.Fatalf("acknowledged block %d not reported", b)
-		}
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := Check(meta); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func hasEvent(es []Event, k EventKind) bool {
-	for _, e := range es {
-		if e.Kind == k {
-			return true
-		}
-	}
-	return false
 }
 
 // TestSecondOpenIsLocked: one owner at a time. A second Open of the same
@@ -391,7 +220,7 @@ func TestResizeAnswersDoNotDependOnTheDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 		if digest {
-			fltWaitDigest(d)
+			waitDigest(t, d)
 		}
 		d.Close()
 		d, err = Open(meta, newMem(300*4096), Config{BlockSectors: 8}) // regrow

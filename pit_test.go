@@ -3,7 +3,6 @@ package era
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -355,123 +354,6 @@ func TestPointInTimeRules(t *testing.T) {
 		t.Fatalf("after Close and Open: held %v, %d lost events", d.Status().Held, lost)
 	}
 	d.Close()
-}
-
-// TestPointInTimeCrash cuts runs that hold point-in-time snapshots at
-// random instants (metadata, origin and difference store on simulated
-// disks sharing a clock). Open must succeed, drop a point-in-time
-// snapshot that the cut left held with one EventSnapshotLost naming its
-// era, and find every write that had reached the origin at its era or
-// later.
-func TestPointInTimeCrash(t *testing.T) {
-	const nrBlocks = 128
-	seeds := 4
-	if testing.Short() || raceEnabled() {
-		seeds = 2
-	}
-	heldCuts := 0
-	for seed := range uint64(seeds) {
-		clock := &erasim.Clock{}
-		meta := erasim.New(1<<20, erasim.WithClock(clock))
-		origin := erasim.New(nrBlocks*4096, erasim.WithClock(clock))
-		diff := erasim.New(nrBlocks*4096, erasim.WithClock(clock))
-		d, err := Open(meta, origin, Config{Format: true, BlockSectors: 8})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rng := rand.New(rand.NewPCG(seed, 11))
-		var calls []concWrite
-		var snap *Snapshot
-		for i := range 300 {
-			switch r := rng.IntN(100); {
-			case r < 5 && snap == nil:
-				if snap, err = d.HoldPointInTime(diff, PointInTimeOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			case r < 8 && snap != nil:
-				if err := snap.Release(); err != nil {
-					t.Fatal(err)
-				}
-				snap = nil
-			case r < 11:
-				if _, err := d.Checkpoint(); err != nil {
-					t.Fatal(err)
-				}
-			default:
-				lo := uint64(rng.IntN(nrBlocks - 1))
-				hi := lo + 1 + uint64(rng.IntN(2))
-				p := make([]byte, (hi-lo)*4096)
-				pitFill(p, uint64(i))
-				binary.LittleEndian.PutUint64(p, uint64(len(calls)))
-				calls = append(calls, concWrite{lo: lo, hi: hi, era: d.CurrentEra()})
-				if _, err := d.WriteAt(p, int64(lo)*4096); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if err := d.Close(); err != nil {
-			t.Fatal(err)
-		}
-		oops := origin.Ops()
-		cuts := 120
-		if raceEnabled() {
-			cuts = 40
-		}
-		for range cuts {
-			c := rng.Uint64N(clock.Now() + 1)
-			opts := erasim.CrashOptions{Unsynced: erasim.Unsynced(rng.IntN(3)), Tear: rng.IntN(2) == 0}
-			img := meta.CrashImage(meta.Point(c), rng, opts)
-			if tortIsZero(img[:4096]) {
-				continue
-			}
-			wantEra := uint32(0)
-			if v, err := OpenSnapshot(bytes.NewReader(img)); err == nil {
-				wantEra = v.CurrentEra()
-				heldCuts++
-			}
-			var lost []Event
-			dd, err := Open(&tortStore{data: bytes.Clone(img)}, tortNoOrigin{}, Config{BlockSectors: 8, OriginSize: origin.Size(), Events: func(e Event) {
-				if e.Kind == EventSnapshotLost {
-					lost = append(lost, e)
-				}
-			}})
-			if err != nil {
-				t.Fatalf("seed %d, cut at %d: Open: %v", seed, c, err)
-			}
-			if dd.Status().Held {
-				t.Fatalf("seed %d, cut at %d: a point-in-time snapshot is still held after Open", seed, c)
-			}
-			switch {
-			case wantEra == 0 && len(lost) != 0:
-				t.Fatalf("seed %d, cut at %d: lost events %v with no snapshot held", seed, c, lost)
-			case wantEra != 0 && (len(lost) != 1 || lost[0].Era != wantEra):
-				t.Fatalf("seed %d, cut at %d: lost events %v, want one of era %d", seed, c, lost, wantEra)
-			}
-			dd.mu.Lock()
-			eras, err := tortEras(dd.md.trees())
-			dd.mu.Unlock()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, op := range oops {
-				if op.Time >= c {
-					break
-				}
-				w := calls[binary.LittleEndian.Uint64(op.Data)]
-				for b := w.lo; b < w.hi; b++ {
-					if eras[b] < w.era {
-						t.Fatalf("seed %d, cut at %d: block %d at era %d, its write (era %d or later) had reached the origin", seed, c, b, eras[b], w.era)
-					}
-				}
-			}
-			if err := dd.Close(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if heldCuts == 0 {
-		t.Fatal("no cut fell while a point-in-time snapshot was held")
-	}
 }
 
 // gatedStore holds a write at offset 0 until gate is closed.

@@ -123,28 +123,6 @@ func TestFix_FreshBitsetForEachDigestedWriteset(t *testing.T) {
 	}
 }
 
-// waitDigest waits until every archived writeset is folded into the era
-// array and the result committed.
-func waitDigest(t *testing.T, d *Device) {
-	t.Helper()
-	for i := 0; ; i++ {
-		d.mu.Lock()
-		_, _, found, err := d.md.wsTree.Lowest(d.md.sb.WritesetTreeRoot)
-		d.mu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !found {
-			return
-		}
-		if i > 10000 {
-			t.Fatal("digest did not finish")
-		}
-		d.kickDigest()
-		sleepBriefly()
-	}
-}
-
 // 64f2d15afe7b "dm era: Use correct value size in equality function of
 // writeset tree": equality looks at exactly the 12 packed bytes.
 func TestFix_WritesetEqualityUses12Bytes(t *testing.T) {
