@@ -496,13 +496,25 @@ func (d *Device) commitMarks(batch []*markRequest) error {
 // commitAndPublish commits the metadata, counts the commit and publishes
 // the status; a failure puts the device in fail mode.
 func (d *Device) commitAndPublish() error {
+	if err := d.commitCounted(); err != nil {
+		return err
+	}
+	d.committed()
+	return nil
+}
+
+// commitCounted commits the metadata and counts the commit, leaving the
+// status to publish (committed) to the caller; a failure puts the device in
+// fail mode. An era change publishes only once the new era's writeset is
+// in place: a writer that has seen the new era in the status then tracks
+// its write in that era, never in the one before.
+func (d *Device) commitCounted() error {
 	t0 := time.Now()
 	if err := d.md.commit(); err != nil {
 		return d.abort(err)
 	}
 	took := time.Since(t0)
 	d.counts.add(took)
-	d.committed()
 	if took >= d.cfg.SlowCommit {
 		d.emit(Event{Kind: EventSlowCommit, Took: took})
 	}
@@ -599,7 +611,7 @@ func (d *Device) changeEra(snap *Snapshot) (uint32, error) {
 	if err != nil {
 		err = d.abort(err)
 	} else {
-		err = d.commitAndPublish()
+		err = d.commitCounted()
 	}
 	if err != nil {
 		d.mu.Unlock()
@@ -618,6 +630,7 @@ func (d *Device) changeEra(snap *Snapshot) (uint32, error) {
 	}
 	next.pit = d.pit.Load()
 	old := d.cur.Swap(next)
+	d.committed() // the new era, visible once writes are tracked in it
 	d.digest.pending.Store(true)
 	d.retireMu.Lock()
 	d.retiring = true

@@ -260,10 +260,10 @@ func (d *Device) pin() (t eraTrees, release func(), err error) {
 	if d.state.Load() == stateClosed {
 		return eraTrees{}, nil, ErrClosed
 	}
-	d.md.sm.Pin()
+	p := d.md.sm.Pin()
 	return d.md.committedTrees(), sync.OnceFunc(func() {
 		d.mu.Lock()
-		d.md.sm.Unpin()
+		d.md.sm.Unpin(p)
 		d.mu.Unlock()
 	}), nil
 }

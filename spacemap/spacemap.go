@@ -53,12 +53,27 @@ type SpaceMap struct {
 	moved      []bool // bitmap given a new location in this transaction
 	indexMoved bool
 
-	// pinned holds, while pins > 0, the union of the committed states at
-	// the times of the pins: blocks a reader of an older commit may still
-	// read, which Alloc does not hand out.
+	// held are the committed states readers hold (Pin), oldest first, and
+	// pinned their union: blocks a reader of an older commit may still
+	// read, which Alloc does not hand out. A state is dropped when its last
+	// pin is released, so readers that overlap one another without end
+	// keep only the states they hold, not every state since the first.
+	held   []*pinnedState
 	pinned [][]uint64
-	pins   int
+	// commits counts Committed calls: pins taken between two commits
+	// share one state.
+	commits uint64
 }
+
+// pinnedState is one committed state held by pins.
+type pinnedState struct {
+	counts  [][]uint64 // the committed counts, as old held them
+	commit  uint64     // the commit it is the state of
+	holders int
+}
+
+// A Pin is one reader's hold on a committed state (SpaceMap.Pin).
+type Pin struct{ state *pinnedState }
 
 var _ transaction.SpaceMap = (*SpaceMap)(nil)
 
@@ -512,6 +527,7 @@ func (sm *SpaceMap) Changed() bool {
 // current state becomes the committed one, and blocks freed in the
 // transaction may be reused.
 func (sm *SpaceMap) Committed() {
+	sm.commits++
 	for i := range sm.cur {
 		if sm.dirty[i] || sm.moved[i] {
 			copy(sm.old[i], sm.cur[i])
@@ -525,47 +541,67 @@ func (sm *SpaceMap) Committed() {
 	}
 }
 
-// Pin keeps every block in use in the committed state from reuse until the
-// matching Unpin, so that a reader of that commit (its superblock's roots)
-// may read it without holding the owner's lock while later transactions
-// commit. Pins nest; each costs a copy of the committed counts (two bits
-// per block) while any is held.
-func (sm *SpaceMap) Pin() {
-	if sm.pins == 0 {
-		sm.pinned = make([][]uint64, len(sm.old))
-		for i := range sm.old {
-			sm.pinned[i] = slices.Clone(sm.old[i])
-		}
-	} else {
-		for i := range sm.old {
-			if i >= len(sm.pinned) {
-				sm.pinned = append(sm.pinned, slices.Clone(sm.old[i]))
-				continue
-			}
-			for j, w := range sm.old[i] {
-				sm.pinned[i][j] |= w
-			}
-		}
+// Pin keeps every block in use in the committed state from reuse until
+// the pin is released (Unpin), so that a reader of that commit (its
+// superblock's roots) may read it without holding the owner's lock while
+// later transactions commit. Pins taken between two commits share one copy
+// of the committed counts (two bits per block); a copy is dropped with its
+// last pin.
+func (sm *SpaceMap) Pin() *Pin {
+	if n := len(sm.held); n > 0 && sm.held[n-1].commit == sm.commits {
+		sm.held[n-1].holders++
+		return &Pin{sm.held[n-1]}
 	}
-	sm.pins++
+	st := &pinnedState{counts: make([][]uint64, len(sm.old)), commit: sm.commits, holders: 1}
+	for i := range sm.old {
+		st.counts[i] = slices.Clone(sm.old[i])
+	}
+	sm.held = append(sm.held, st)
+	sm.pinned = union(sm.pinned, st.counts)
+	return &Pin{st}
 }
 
-// Unpin releases a Pin. When the last is released, the blocks it kept
-// become free for reuse.
-func (sm *SpaceMap) Unpin() {
-	if sm.pins == 0 {
+// Unpin releases a pin; releasing it again does nothing. The blocks only
+// its state kept become free for reuse once no other pin holds them.
+func (sm *SpaceMap) Unpin(p *Pin) {
+	st := p.state
+	if st == nil {
 		return
 	}
-	if sm.pins--; sm.pins == 0 {
-		sm.pinned = nil
+	p.state = nil
+	if st.holders--; st.holders > 0 {
+		return
+	}
+	sm.held = slices.DeleteFunc(sm.held, func(h *pinnedState) bool { return h == st })
+	sm.pinned = nil
+	for _, h := range sm.held {
+		sm.pinned = union(sm.pinned, h.counts)
 	}
 }
+
+// union ORs the counts of src into dst (grown to src's length) and
+// returns it: a slot is non-zero in the result if it is in either.
+func union(dst, src [][]uint64) [][]uint64 {
+	for i, words := range src {
+		if i >= len(dst) {
+			dst = append(dst, slices.Clone(words))
+			continue
+		}
+		for j, w := range words {
+			dst[i][j] |= w
+		}
+	}
+	return dst
+}
+
+// Pinned returns the number of distinct committed states pins hold.
+func (sm *SpaceMap) Pinned() int { return len(sm.held) }
 
 // TakePins moves the pins of from, a space map of the same store that this
 // one replaces (reopened from the last commit), to this one.
 func (sm *SpaceMap) TakePins(from *SpaceMap) {
-	sm.pinned, sm.pins = from.pinned, from.pins
-	from.pinned, from.pins = nil, 0
+	sm.held, sm.pinned, sm.commits = from.held, from.pinned, from.commits
+	from.held, from.pinned = nil, nil
 }
 
 // CountMismatch is one difference between the space map and the references

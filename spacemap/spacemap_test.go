@@ -276,6 +276,55 @@ func TestFreedNotReusedBeforeCommit(t *testing.T) {
 	}
 }
 
+// TestPinsHoldOnlyTheirStates: a pin keeps the blocks in use in its commit
+// from reuse, pins of one commit share a state, and a state is let go with
+// its last pin, even while readers overlap without end (each pins before
+// the one before it lets go): a block freed since is then reused.
+func TestPinsHoldOnlyTheirStates(t *testing.T) {
+	h := newHarness(t, 64)
+	var bs []uint64
+	for {
+		b, err := h.sm.Alloc()
+		if errors.Is(err, block.ErrNoSpace) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	h.sm.Committed() // as if committed: every block in use
+	p := h.sm.Pin()
+	q := h.sm.Pin()
+	if n := h.sm.Pinned(); n != 1 {
+		t.Fatalf("two pins of one commit hold %d states", n)
+	}
+	h.sm.Unpin(q)
+	h.sm.Unpin(q) // a second release does nothing
+	for round, b := range bs {
+		if err := h.sm.Dec(b); err != nil {
+			t.Fatal(err)
+		}
+		h.sm.Committed()
+		if got, err := h.sm.Alloc(); !errors.Is(err, block.ErrNoSpace) {
+			t.Fatalf("round %d: Alloc handed out block %d while a pin holds it (err %v)", round, got, err)
+		}
+		next := h.sm.Pin()
+		h.sm.Unpin(p)
+		p = next
+		if n := h.sm.Pinned(); n != 1 {
+			t.Fatalf("round %d: %d states held by one pin", round, n)
+		}
+		if got, err := h.sm.Alloc(); err != nil || got != b {
+			t.Fatalf("round %d: Alloc = %d, %v; want block %d, freed and held by no pin", round, got, err, b)
+		}
+	}
+	h.sm.Unpin(p)
+	if n := h.sm.Pinned(); n != 0 {
+		t.Fatalf("%d states held with no pin", n)
+	}
+}
+
 func TestEntryBitOrder(t *testing.T) {
 	// format.md §3.3: blocks 0..8 with count 1 are the word 0x2aaaa.
 	var w uint64
