@@ -20,6 +20,7 @@ import (
 	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 )
 
 // checkCompleted checks that every write of done whose era is >= since is in
@@ -350,7 +351,7 @@ func checkConcurrentCuts(t *testing.T, clock *erasim.Clock, meta, origin *erasim
 		if err := era.Check(bytes.NewReader(img)); err != nil && !etesting.IsZero(img[:4096]) {
 			t.Fatalf("cut at %d: Check: %v", c, err)
 		}
-		d, err := era.Open(&etesting.Store{Data: bytes.Clone(img)}, etesting.NoOrigin{}, era.Config{Format: true, BlockSectors: 8, OriginSize: origin.Size()})
+		d, err := era.Open(&memstore.Store{Data: bytes.Clone(img)}, etesting.NoOrigin{}, era.Config{Format: true, BlockSectors: 8, OriginSize: origin.Size()})
 		if err != nil {
 			t.Fatalf("cut at %d: Open: %v", c, err)
 		}

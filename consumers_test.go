@@ -14,6 +14,7 @@ import (
 	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 )
 
 // TestAgentsCheckpointingConcurrentlyMissNothing: two backup agents, each
@@ -24,7 +25,7 @@ import (
 // (checked against a log of the writes).
 func TestAgentsCheckpointingConcurrentlyMissNothing(t *testing.T) {
 	const nrBlocks = 4096
-	d := etesting.Open(t, etesting.NewStore(4<<20), etesting.NewStore(nrBlocks*4096), 8)
+	d := etesting.Open(t, memstore.New(4<<20), memstore.New(nrBlocks*4096), 8)
 	defer d.Close()
 	type write struct {
 		block uint64
@@ -105,8 +106,8 @@ func TestAgentsCheckpointingConcurrentlyMissNothing(t *testing.T) {
 // from an era the metadata has not reached fails with ErrStaleChangeID,
 // and WrittenSince past the current era with ErrOutOfRange.
 func TestStaleChangeIDs(t *testing.T) {
-	meta := etesting.NewStore(1 << 20)
-	d := etesting.Open(t, meta, etesting.NewStore(100*4096), 8)
+	meta := memstore.New(1 << 20)
+	d := etesting.Open(t, meta, memstore.New(100*4096), 8)
 	id := d.ChangeID()
 	if id.UUID == ([16]byte{}) {
 		t.Fatal("no UUID at format")
@@ -139,7 +140,7 @@ func TestStaleChangeIDs(t *testing.T) {
 
 	// Reformatted: the same store, a new identity.
 	clear(meta.Data)
-	d = etesting.Open(t, meta, etesting.NewStore(100*4096), 8)
+	d = etesting.Open(t, meta, memstore.New(100*4096), 8)
 	defer d.Close()
 	for range 3 {
 		d.Checkpoint()
@@ -170,8 +171,8 @@ func TestStaleChangeIDs(t *testing.T) {
 // another dropped fails with ErrSnapshotDropped, never ErrCorrupt; a
 // snapshot owned by a handle cannot be dropped by anyone else.
 func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
-	meta := etesting.NewStore(1 << 20)
-	d := etesting.Open(t, meta, etesting.NewStore(1000*4096), 8)
+	meta := memstore.New(1 << 20)
+	d := etesting.Open(t, meta, memstore.New(1000*4096), 8)
 	defer d.Close()
 	for b := range int64(50) {
 		d.WriteAt([]byte{1}, b*7*4096)
@@ -235,7 +236,7 @@ func TestDroppedSnapshotIsNotCorruption(t *testing.T) {
 // moment, keep answering the same while the device churns (their blocks are
 // not reused), until closed.
 func TestDeviceViewsPinWhatTheyRead(t *testing.T) {
-	d := etesting.Open(t, etesting.NewStore(512<<10), etesting.NewStore(2000*4096), 8)
+	d := etesting.Open(t, memstore.New(512<<10), memstore.New(2000*4096), 8)
 	defer d.Close()
 	rng := rand.New(rand.NewPCG(5, 6))
 	type held struct {
@@ -282,7 +283,7 @@ func TestDeviceViewsPinWhatTheyRead(t *testing.T) {
 // the model, on a device whose answers span several windows.
 func TestStreamingQueriesAgreeWithTheModel(t *testing.T) {
 	const nrBlocks = 3*era.SeqWindow + 777
-	d := etesting.Open(t, etesting.NewStore(4<<20), etesting.NewSparse(nrBlocks*4096), 8)
+	d := etesting.Open(t, memstore.New(4<<20), etesting.NewSparse(nrBlocks*4096), 8)
 	defer d.Close()
 	rng := rand.New(rand.NewPCG(7, 8))
 	eras := make([]uint32, nrBlocks)
@@ -356,11 +357,11 @@ func TestStreamingQueriesAgreeWithTheModel(t *testing.T) {
 // device reads exactly the image; WriteAt past the end writes nothing.
 func TestReadAtFollowsReaderAt(t *testing.T) {
 	const size = 100*4096 - 1000
-	origin := etesting.NewStore(size)
+	origin := memstore.New(size)
 	for i := range origin.Data {
 		origin.Data[i] = byte(i * 7)
 	}
-	d := etesting.Open(t, etesting.NewStore(1<<20), origin, 8)
+	d := etesting.Open(t, memstore.New(1<<20), origin, 8)
 	defer d.Close()
 	var got writerBuf
 	n, err := io.Copy(&got, io.NewSectionReader(d, 0, 1<<40))
@@ -390,7 +391,7 @@ func (w *writerBuf) Write(p []byte) (int, error) { *w = append(*w, p...); return
 // no metadata I/O, counted on the crash-simulating store.
 func TestSyncWithNothingToCommitWritesNoMetadata(t *testing.T) {
 	meta := erasim.New(1 << 20)
-	d := etesting.Open(t, meta, etesting.NewStore(1000*4096), 8)
+	d := etesting.Open(t, meta, memstore.New(1000*4096), 8)
 	defer d.Close()
 	d.WriteAt([]byte{1}, 0)
 	d.Checkpoint()
@@ -411,7 +412,7 @@ func TestSyncWithNothingToCommitWritesNoMetadata(t *testing.T) {
 
 // blockingOrigin holds origin writes at offset 0 until released.
 type blockingOrigin struct {
-	*etesting.Store
+	*memstore.Store
 	entered chan struct{}
 	release chan struct{}
 }
@@ -428,8 +429,8 @@ func (o *blockingOrigin) WriteAt(p []byte, off int64) (int, error) {
 // checkpoint waits for it to drain, Status, Stats, BlockEra, queries and
 // views answer (before the write is released).
 func TestStatusDoesNotWaitBehindADrain(t *testing.T) {
-	origin := &blockingOrigin{Store: etesting.NewStore(100 * 4096), entered: make(chan struct{}), release: make(chan struct{})}
-	d := etesting.Open(t, etesting.NewStore(1<<20), origin, 8)
+	origin := &blockingOrigin{Store: memstore.New(100 * 4096), entered: make(chan struct{}), release: make(chan struct{})}
+	d := etesting.Open(t, memstore.New(1<<20), origin, 8)
 	defer d.Close()
 	go d.WriteAt([]byte{1}, 0)
 	<-origin.entered // the write is marked and stuck on the origin
@@ -473,7 +474,7 @@ func TestEventsReportFailMode(t *testing.T) {
 	meta := erasim.New(1 << 20)
 	var mu sync.Mutex
 	var got []era.Event
-	d, err := era.Open(meta, etesting.NewStore(100*4096), era.Config{Format: true, BlockSectors: 8, Events: func(e era.Event) {
+	d, err := era.Open(meta, memstore.New(100*4096), era.Config{Format: true, BlockSectors: 8, Events: func(e era.Event) {
 		mu.Lock()
 		got = append(got, e)
 		mu.Unlock()
@@ -503,7 +504,7 @@ func TestEventsReportFailMode(t *testing.T) {
 // space map kept every commit since the first pin until none was held).
 func TestWritesAfterCurrentEraAreInIt(t *testing.T) {
 	const writers = 16
-	d := etesting.Open(t, etesting.NewStore(1<<20), etesting.NewStore(writers*4096), 8)
+	d := etesting.Open(t, memstore.New(1<<20), memstore.New(writers*4096), 8)
 	defer d.Close()
 	var wg sync.WaitGroup
 	done := make(chan struct{})

@@ -35,6 +35,7 @@ import (
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/erasim"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 	"github.com/era-go/era/internal/tooltest"
 )
 
@@ -456,7 +457,7 @@ func (k *imageChecker) reopen(img []byte, o recordedOpen) *reopenedImage {
 			return s
 		}
 	}
-	store := &etesting.Store{Data: bytes.Clone(img)}
+	store := &memstore.Store{Data: bytes.Clone(img)}
 	d, err := era.Open(store, etesting.NoOrigin{}, era.Config{Format: true, BlockSectors: k.r.sectors, OriginSize: o.size})
 	if err != nil {
 		s.err = fmt.Errorf("Open: %w", err)
@@ -603,7 +604,7 @@ func (k *imageChecker) check(c uint64, opts erasim.CrashOptions, what string) *r
 // recovered device must go on working and stay consistent.
 func (k *imageChecker) carryOn(img []byte, o recordedOpen) {
 	k.local.continued++
-	store := &etesting.Store{Data: bytes.Clone(img)}
+	store := &memstore.Store{Data: bytes.Clone(img)}
 	origin := erasim.New(o.size)
 	d, err := era.Open(store, origin, era.Config{Format: true, BlockSectors: k.r.sectors, OriginSize: o.size})
 	if err != nil {

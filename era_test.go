@@ -5,49 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
+	"github.com/era-go/era/internal/memstore"
 	"github.com/google/go-cmp/cmp"
 )
 
-// memStore is an in-memory Store of fixed size, for tests.
-type memStore struct {
-	mu   sync.Mutex
-	data []byte
-}
+// memStore is the tests' in-memory store.
+type memStore = memstore.Store
 
-func newMem(size int) *memStore { return &memStore{data: make([]byte, size)} }
-
-func (m *memStore) Size() int64 { return int64(len(m.data)) }
-
-func (m *memStore) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off >= int64(len(m.data)) {
-		return 0, fmt.Errorf("read at %d past %d", off, len(m.data))
-	}
-	n := copy(p, m.data[off:])
-	if n < len(p) {
-		return n, fmt.Errorf("short read at %d", off)
-	}
-	return n, nil
-}
-
-func (m *memStore) WriteAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if off+int64(len(p)) > int64(len(m.data)) {
-		return 0, fmt.Errorf("write at %d past %d", off, len(m.data))
-	}
-	return copy(m.data[off:], p), nil
-}
-
-func (m *memStore) bytes() []byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return bytes.Clone(m.data)
-}
+// newMem returns a zeroed in-memory store of size bytes.
+func newMem(size int) *memStore { return memstore.New(size) }
 
 // model is what the device must answer: the era each block was last
 // written in, and the origin's bytes.
@@ -219,7 +187,7 @@ func TestDeviceAgainstModel(t *testing.T) {
 			if err := d.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(origin.bytes(), m.data) {
+			if !bytes.Equal(origin.Bytes(), m.data) {
 				t.Fatal("origin bytes differ from the model")
 			}
 			v, err := OpenView(meta)

@@ -18,6 +18,7 @@ import (
 	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 )
 
 // ackedEras is what the device acknowledged: the era each block was last
@@ -246,7 +247,7 @@ func checkAfterFault(t *testing.T, what string, meta, origin *erasim.Store, acke
 	if err := era.Check(bytes.NewReader(img)); err != nil {
 		t.Fatalf("%s: Check of the image of a power cut: %v", what, err)
 	}
-	cut := &etesting.Store{Data: img}
+	cut := &memstore.Store{Data: img}
 	d2, err := era.Open(cut, origin, era.Config{Format: true, BlockSectors: sectors})
 	if err != nil {
 		t.Fatalf("%s: Open after a power cut: %v", what, err)

@@ -35,6 +35,7 @@ import (
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/erasim"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 )
 
 var (
@@ -391,7 +392,7 @@ func runTarget(target fuzzAPI, b *baseImage, img []byte) string {
 			}
 		}
 	case targetOpen:
-		store := &etesting.Store{Data: img}
+		store := &memstore.Store{Data: img}
 		d, err := era.Open(store, nullOrigin{}, era.Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
 		if err != nil {
 			if why := badErr(err, era.ErrBlockSizeMismatch, era.ErrNoSpace, era.ErrEraOverflow); why != "" {
@@ -568,7 +569,7 @@ func TestOpenRejectsFreeSuperblock(t *testing.T) {
 		data := img[bitmap*block.Size : (bitmap+1)*block.Size]
 		data[16] &^= 3 // entry 0: count 0
 		block.Bitmap.Prepare(data, bitmap)
-		d, err := era.Open(&etesting.Store{Data: img}, nullOrigin{}, era.Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
+		d, err := era.Open(&memstore.Store{Data: img}, nullOrigin{}, era.Config{Format: true, BlockSectors: b.sectors, OriginSize: b.size})
 		if err == nil {
 			_, err = d.WriteAt([]byte{1}, 0)
 			d.Close()

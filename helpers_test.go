@@ -34,5 +34,5 @@ func sleepBriefly() { time.Sleep(time.Millisecond) }
 
 // blockManagerOf returns a fresh, uncached block manager over a store.
 func blockManagerOf(m *memStore) *block.Manager {
-	return block.NewManager(m, uint64(len(m.data))/block.Size, 0)
+	return block.NewManager(m, uint64(len(m.Data))/block.Size, 0)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/era-go/era"
 	"github.com/era-go/era/block"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 )
 
 // TestCheckpointLoopStaysBounded writes and checkpoints as fast as it can
@@ -27,7 +28,7 @@ func TestCheckpointLoopStaysBounded(t *testing.T) {
 		fmt.Sscan(s, &seconds)
 	}
 	const nrBlocks = 1 << 16
-	meta, origin := etesting.NewStore(2<<20), etesting.NewStore(nrBlocks*4096)
+	meta, origin := memstore.New(2<<20), memstore.New(nrBlocks*4096)
 	d := etesting.Open(t, meta, origin, 8)
 	bound := uint64(era.MetadataSize(nrBlocks, 0) / block.Size)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -88,7 +89,7 @@ func TestCheckpointLoopStaysBounded(t *testing.T) {
 // untracked.
 func TestFullStoreRecoversWithoutReopen(t *testing.T) {
 	const nrBlocks = 1 << 16
-	meta, origin := etesting.NewStore(512<<10), etesting.NewSparse(nrBlocks*4096)
+	meta, origin := memstore.New(512<<10), etesting.NewSparse(nrBlocks*4096)
 	var events []era.Event
 	d, err := era.Open(meta, origin, era.Config{Format: true, BlockSectors: 8, OriginSize: nrBlocks * 4096,
 		Events: func(e era.Event) { events = append(events, e) }})

@@ -156,13 +156,13 @@ func TestNoSilentFormat(t *testing.T) {
 	if _, err := Open(zero, origin, Config{BlockSectors: 8}); !errors.Is(err, ErrNoMetadata) || !strings.Contains(err.Error(), "Format") {
 		t.Fatalf("Open of a zero store without Format: %v", err)
 	}
-	if !bytes.Equal(zero.data, make([]byte, len(zero.data))) {
+	if !bytes.Equal(zero.Data, make([]byte, len(zero.Data))) {
 		t.Fatal("the zero store was written")
 	}
 	ext4 := newMem(1 << 20)
-	ext4.data[1080], ext4.data[1081] = 0x53, 0xef
+	ext4.Data[1080], ext4.Data[1081] = 0x53, 0xef
 	thin := newMem(1 << 20)
-	copy(thin.data[32:], []byte{0xba, 0x52, 0x9c, 0x01, 0, 0, 0, 0}) // 27022010
+	copy(thin.Data[32:], []byte{0xba, 0x52, 0x9c, 0x01, 0, 0, 0, 0}) // 27022010
 	for _, c := range []struct {
 		name  string
 		store *memStore
@@ -171,12 +171,12 @@ func TestNoSilentFormat(t *testing.T) {
 		{"ext4", ext4, "ext2/3/4 filesystem"},
 		{"thin", thin, "dm-thin pool metadata"},
 	} {
-		before := bytes.Clone(c.store.data)
+		before := bytes.Clone(c.store.Data)
 		_, err := Open(c.store, origin, Config{Format: true, BlockSectors: 8})
 		if !errors.Is(err, ErrNoMetadata) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Open: %v, want ErrNoMetadata naming %q", c.name, err, c.want)
 		}
-		if !bytes.Equal(before, c.store.data) {
+		if !bytes.Equal(before, c.store.Data) {
 			t.Errorf("%s: the store was written", c.name)
 		}
 		if _, err := OpenView(c.store); !errors.Is(err, ErrNoMetadata) || !strings.Contains(err.Error(), c.want) {

@@ -9,6 +9,7 @@ import (
 	"github.com/era-go/era"
 	"github.com/era-go/era/erasim"
 	"github.com/era-go/era/internal/etesting"
+	"github.com/era-go/era/internal/memstore"
 )
 
 // TestPointInTimeCrash cuts runs that hold point-in-time snapshots at
@@ -84,7 +85,7 @@ func TestPointInTimeCrash(t *testing.T) {
 				heldCuts++
 			}
 			var lost []era.Event
-			dd, err := era.Open(&etesting.Store{Data: bytes.Clone(img)}, etesting.NoOrigin{}, era.Config{BlockSectors: 8, OriginSize: origin.Size(), Events: func(e era.Event) {
+			dd, err := era.Open(&memstore.Store{Data: bytes.Clone(img)}, etesting.NoOrigin{}, era.Config{BlockSectors: 8, OriginSize: origin.Size(), Events: func(e era.Event) {
 				if e.Kind == era.EventSnapshotLost {
 					lost = append(lost, e)
 				}

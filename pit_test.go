@@ -111,9 +111,9 @@ func TestPointInTimeWriters(t *testing.T) {
 		nWriters   = 4
 	)
 	origin := newMem(nrBlocks * blockBytes)
-	initial := make([]byte, len(origin.data))
+	initial := make([]byte, len(origin.Data))
 	pitFill(initial, 42)
-	copy(origin.data, initial)
+	copy(origin.Data, initial)
 	d := openT(t, newMem(4<<20), origin, 8)
 	defer d.Close()
 
@@ -228,7 +228,7 @@ func TestPointInTimeOverflow(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			model := make([]byte, len(origin.data))
+			model := make([]byte, len(origin.Data))
 			written := make([]bool, nrBlocks)
 			snap, err := d.HoldPointInTime(tc.diff(), PointInTimeOptions{Size: tc.limit})
 			if err != nil {
@@ -245,7 +245,7 @@ func TestPointInTimeOverflow(t *testing.T) {
 				copy(model[b*4096:], p)
 				written[b] = true
 			}
-			if !bytes.Equal(origin.data, model) {
+			if !bytes.Equal(origin.Data, model) {
 				t.Fatal("origin differs from the model")
 			}
 			if _, err := snap.ReadAt(make([]byte, 4096), 0); !errors.Is(err, ErrSnapshotOverflow) {

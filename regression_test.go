@@ -19,7 +19,7 @@ import (
 
 // crashCopy returns the metadata bytes as a crash would leave them now:
 // whatever the device wrote, without Close.
-func crashCopy(m *memStore) *memStore { return &memStore{data: m.bytes()} }
+func crashCopy(m *memStore) *memStore { return &memStore{Data: m.Bytes()} }
 
 // de89afc1e40f "dm era: Recover committed writeset after crash".
 func TestFix_RecoverCommittedWritesetAfterCrash(t *testing.T) {
@@ -79,7 +79,7 @@ func TestFix_UpdateInCoreBitsetAfterCommit(t *testing.T) {
 	if d.cur.Load().test(3) {
 		t.Fatal("in-core bit set although the commit failed")
 	}
-	if !bytes.Equal(origin.bytes(), make([]byte, 64<<10)) {
+	if !bytes.Equal(origin.Bytes(), make([]byte, 64<<10)) {
 		t.Fatal("origin written although the commit failed")
 	}
 	if _, err := d.WriteAt([]byte("data"), 3*4096); !errors.Is(err, ErrReadOnly) {
@@ -153,11 +153,11 @@ func TestFix_OnlyResizeWhenOpening(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	before := meta.bytes()
+	before := meta.Bytes()
 	if _, err := Open(meta, newMem(128<<10), Config{Format: true, BlockSectors: 16}); err == nil {
 		t.Fatal("Open with another block size succeeded")
 	}
-	if !bytes.Equal(before, meta.bytes()) {
+	if !bytes.Equal(before, meta.Bytes()) {
 		t.Fatal("a refused Open changed the metadata")
 	}
 }
@@ -312,7 +312,7 @@ func FuzzDecodeSuperblock(f *testing.F) {
 	meta := newMem(1 << 20)
 	d := openT(f, meta, newMem(64<<10), 8)
 	d.Close()
-	f.Add(meta.bytes()[:4096])
+	f.Add(meta.Bytes()[:4096])
 	f.Add(make([]byte, 4096))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sb, err := decodeSuperblock(0, data)

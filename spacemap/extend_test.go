@@ -225,14 +225,7 @@ func TestExtendLayout(t *testing.T) {
 		// Every free block, old range and new, is allocatable.
 		free := 40000 - h.sm.NrAllocated()
 		seen := map[uint64]bool{}
-		for {
-			b, err := h.sm.Alloc()
-			if errors.Is(err, block.ErrNoSpace) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, b := range h.fill() {
 			seen[b] = true
 		}
 		if uint64(len(seen)) != free || !seen[39999] || !seen[EntriesPerBitmap] || !seen[102] {
@@ -303,14 +296,7 @@ func TestExtendCaps(t *testing.T) {
 func TestExtendFullStore(t *testing.T) {
 	for _, grow := range []uint64{1, 2} {
 		h := newGrowHarness(t, 200, 100)
-		for {
-			b, err := h.sm.Alloc()
-			if errors.Is(err, block.ErrNoSpace) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, b := range h.fill() {
 			h.model[b] = 1
 		}
 		h.extend(100 + grow)

@@ -77,6 +77,23 @@ func (h *harness) alloc(op int, owned *[]uint64) uint64 {
 	return b
 }
 
+// fill allocates every free block and returns them, in allocation order,
+// without recording them in the model.
+func (h *harness) fill() []uint64 {
+	h.t.Helper()
+	var bs []uint64
+	for {
+		b, err := h.sm.Alloc()
+		if errors.Is(err, block.ErrNoSpace) {
+			return bs
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+}
+
 // inc increments an owned block, in the space map and the model.
 func (h *harness) inc(b uint64) {
 	h.t.Helper()
@@ -252,17 +269,7 @@ func TestOverflowCounts(t *testing.T) {
 // allocated-in-the-committed-state, so Alloc must skip it until the commit.
 func TestFreedNotReusedBeforeCommit(t *testing.T) {
 	h := newHarness(t, 64)
-	var bs []uint64
-	for {
-		b, err := h.sm.Alloc()
-		if errors.Is(err, block.ErrNoSpace) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		bs = append(bs, b)
-	}
+	bs := h.fill()
 	h.sm.Committed() // as if committed: bs[0] is in use in the committed state
 	if err := h.sm.Dec(bs[0]); err != nil {
 		t.Fatal(err)
@@ -282,17 +289,7 @@ func TestFreedNotReusedBeforeCommit(t *testing.T) {
 // the one before it lets go): a block freed since is then reused.
 func TestPinsHoldOnlyTheirStates(t *testing.T) {
 	h := newHarness(t, 64)
-	var bs []uint64
-	for {
-		b, err := h.sm.Alloc()
-		if errors.Is(err, block.ErrNoSpace) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		bs = append(bs, b)
-	}
+	bs := h.fill()
 	h.sm.Committed() // as if committed: every block in use
 	p := h.sm.Pin()
 	q := h.sm.Pin()

@@ -1,8 +1,6 @@
 package etesting
 
 import (
-	"math/bits"
-
 	"github.com/era-go/era"
 )
 
@@ -15,18 +13,7 @@ func Eras(v *era.View) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	eras := m.EraArray
-	for _, ws := range m.Writesets {
-		for i, w := range ws.Bits {
-			for ; w != 0; w &= w - 1 {
-				b := uint64(i)*64 + uint64(bits.TrailingZeros64(w))
-				if b < uint64(len(eras)) {
-					eras[b] = max(eras[b], ws.Era)
-				}
-			}
-		}
-	}
-	return eras, nil
+	return m.LogicalEras(false), nil
 }
 
 // DeviceEras is Eras of the device's last commit (Device.View).
