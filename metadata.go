@@ -168,9 +168,10 @@ func (md *metadata) changed() bool {
 	return md.sb != md.committed || md.tm.Dirty() > 0 || md.sm.Changed()
 }
 
-// free returns the number of metadata blocks not in use.
+// free returns the number of metadata blocks the next allocations can
+// use: in use neither now, nor in the last commit, nor by a pinned reader.
 func (md *metadata) free() uint64 {
-	return md.sm.NrBlocks() - md.sm.NrAllocated()
+	return md.sm.NrFree()
 }
 
 // reserve returns the number of metadata blocks kept for the operations

@@ -368,6 +368,23 @@ func (sm *SpaceMap) Alloc() (uint64, error) {
 	return b, nil
 }
 
+// NrFree returns the number of blocks Alloc can hand out now: those free
+// in the current state, in the committed one (a block freed in this
+// transaction waits for the commit) and in every pinned one.
+func (sm *SpaceMap) NrFree() uint64 {
+	var used uint64
+	for i := range sm.cur {
+		for j := range sm.cur[i] {
+			w := sm.cur[i][j] | sm.old[i][j]
+			if i < len(sm.pinned) {
+				w |= sm.pinned[i][j]
+			}
+			used += uint64(bits.OnesCount64((w | w>>1) & evenBits))
+		}
+	}
+	return sm.nrBlocks - used // the slots past nrBlocks are always 0
+}
+
 // evenBits selects the first bit of every 2-bit slot.
 const evenBits = 0x5555555555555555
 

@@ -170,6 +170,9 @@ func (h *harness) verify(when string) {
 	if h.sm.NrAllocated() != n {
 		h.t.Fatalf("%s: nr_allocated %d, want %d", when, h.sm.NrAllocated(), n)
 	}
+	if !h.sm.Changed() && h.sm.Pinned() == 0 && h.sm.NrFree() != h.sm.NrBlocks()-n {
+		h.t.Fatalf("%s: committed, nothing pinned: NrFree %d, want %d", when, h.sm.NrFree(), h.sm.NrBlocks()-n)
+	}
 }
 
 func TestFormatLayout(t *testing.T) {
@@ -289,7 +292,11 @@ func TestFreedNotReusedBeforeCommit(t *testing.T) {
 // the one before it lets go): a block freed since is then reused.
 func TestPinsHoldOnlyTheirStates(t *testing.T) {
 	h := newHarness(t, 64)
+	free := h.sm.NrFree()
 	bs := h.fill()
+	if free != uint64(len(bs)) || h.sm.NrFree() != 0 {
+		t.Fatalf("NrFree said %d; Alloc handed out %d, then NrFree said %d", free, len(bs), h.sm.NrFree())
+	}
 	h.sm.Committed() // as if committed: every block in use
 	p := h.sm.Pin()
 	q := h.sm.Pin()
@@ -303,12 +310,15 @@ func TestPinsHoldOnlyTheirStates(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.sm.Committed()
-		if got, err := h.sm.Alloc(); !errors.Is(err, block.ErrNoSpace) {
-			t.Fatalf("round %d: Alloc handed out block %d while a pin holds it (err %v)", round, got, err)
+		if got, err := h.sm.Alloc(); !errors.Is(err, block.ErrNoSpace) || h.sm.NrFree() != 0 {
+			t.Fatalf("round %d: Alloc handed out block %d while a pin holds it (err %v, NrFree %d)", round, got, err, h.sm.NrFree())
 		}
 		next := h.sm.Pin()
 		h.sm.Unpin(p)
 		p = next
+		if n := h.sm.NrFree(); n != 1 {
+			t.Fatalf("round %d: NrFree = %d once the pin let go, want 1", round, n)
+		}
 		if n := h.sm.Pinned(); n != 1 {
 			t.Fatalf("round %d: %d states held by one pin", round, n)
 		}
