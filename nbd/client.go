@@ -100,14 +100,7 @@ func (c *Client) negotiate(export string, contexts []string) error {
 		return fmt.Errorf("structured replies: %w", err)
 	}
 	if len(contexts) > 0 {
-		data := binary.BigEndian.AppendUint32(nil, uint32(len(export)))
-		data = append(data, export...)
-		data = binary.BigEndian.AppendUint32(data, uint32(len(contexts)))
-		for _, q := range contexts {
-			data = binary.BigEndian.AppendUint32(data, uint32(len(q)))
-			data = append(data, q...)
-		}
-		replies, err := c.option(optSetMetaContext, data)
+		replies, err := c.option(optSetMetaContext, metaContextRequest(export, contexts...))
 		if err != nil {
 			return fmt.Errorf("meta contexts: %w", err)
 		}
@@ -348,3 +341,17 @@ func (c *Client) Close() error {
 }
 
 var noDeadline time.Time
+
+// metaContextRequest encodes the data of NBD_OPT_SET_META_CONTEXT or
+// NBD_OPT_LIST_META_CONTEXT: the export name and the queries, each with
+// its length before it, and their count.
+func metaContextRequest(export string, queries ...string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(export)))
+	b = append(b, export...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(queries)))
+	for _, q := range queries {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(q)))
+		b = append(b, q...)
+	}
+	return b
+}

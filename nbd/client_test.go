@@ -125,17 +125,6 @@ func (c *tclient) option(opt uint32, data []byte) (replies []optReply, final uin
 	}
 }
 
-func metaData(name string, queries ...string) []byte {
-	b := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
-	b = append(b, name...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(queries)))
-	for _, q := range queries {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(q)))
-		b = append(b, q...)
-	}
-	return b
-}
-
 func goData(name string, infos ...uint16) []byte {
 	b := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
 	b = append(b, name...)
@@ -159,7 +148,7 @@ func connect(t testing.TB, sock string, structured bool, contexts ...string) *tc
 		c.structured = true
 	}
 	if len(contexts) > 0 {
-		rs, fin := c.option(optSetMetaContext, metaData("era", contexts...))
+		rs, fin := c.option(optSetMetaContext, metaContextRequest("era", contexts...))
 		if fin != repAck {
 			t.Fatalf("set meta context: %#x", fin)
 		}

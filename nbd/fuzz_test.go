@@ -30,8 +30,8 @@ func FuzzParseRequest(f *testing.F) {
 
 func FuzzParseOptions(f *testing.F) {
 	f.Add(goData("era", infoBlockSize, infoName))
-	f.Add(metaData("era", "base:allocation", "x-era:written-since:3", "qemu:dirty-bitmap:era-1"))
-	f.Add(metaData("", "x-era:"))
+	f.Add(metaContextRequest("era", "base:allocation", "x-era:written-since:3", "qemu:dirty-bitmap:era-1"))
+	f.Add(metaContextRequest("", "x-era:"))
 	f.Add([]byte{0, 0, 0, 1})
 	f.Add([]byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	m := resolve(newModel(1<<20, 4096))
@@ -80,7 +80,7 @@ func FuzzSession(f *testing.F) {
 		return append(b, data...)
 	}
 	s := opt(append([]byte(nil), hello...), optStructuredReply, nil)
-	s = opt(s, optSetMetaContext, metaData("era", "base:allocation", "x-era:era", "x-era:written-since:1"))
+	s = opt(s, optSetMetaContext, metaContextRequest("era", "base:allocation", "x-era:era", "x-era:written-since:1"))
 	s = opt(s, optGo, goData("era"))
 	s = appendRequest(s, request{typ: cmdWrite, offset: 100, length: 3})
 	s = append(s, 1, 2, 3)

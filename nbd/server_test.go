@@ -104,14 +104,14 @@ func TestHandshakeOptions(t *testing.T) {
 		t.Errorf("transmission flags %#x: trim or read-only", flags)
 	}
 
-	if _, fin := c.option(optSetMetaContext, metaData("era", "base:allocation")); fin != repErrInvalid {
+	if _, fin := c.option(optSetMetaContext, metaContextRequest("era", "base:allocation")); fin != repErrInvalid {
 		t.Errorf("SET_META_CONTEXT before structured replies: %#x", fin)
 	}
 	if _, fin := c.option(optStructuredReply, nil); fin != repAck {
 		t.Fatal("structured replies refused")
 	}
 	list := func(queries ...string) []string {
-		rs, fin := c.option(optListMetaContext, metaData("era", queries...))
+		rs, fin := c.option(optListMetaContext, metaContextRequest("era", queries...))
 		if fin != repAck {
 			t.Fatalf("LIST_META_CONTEXT %q: %#x", queries, fin)
 		}
@@ -139,13 +139,13 @@ func TestHandshakeOptions(t *testing.T) {
 			t.Errorf("LIST_META_CONTEXT %q = %q, want %q", tc.q, got, tc.want)
 		}
 	}
-	if _, fin := c.option(optListMetaContext, metaData("era", "nocolon")); fin != repErrInvalid {
+	if _, fin := c.option(optListMetaContext, metaContextRequest("era", "nocolon")); fin != repErrInvalid {
 		t.Errorf("query without namespace: %#x", fin)
 	}
-	if _, fin := c.option(optListMetaContext, metaData("other")); fin != repErrUnknown {
+	if _, fin := c.option(optListMetaContext, metaContextRequest("other")); fin != repErrUnknown {
 		t.Errorf("LIST_META_CONTEXT of another export: %#x", fin)
 	}
-	rs, fin = c.option(optSetMetaContext, metaData("era", "x-era:", "base:", "x-era:written-since:2", "x-era:written-since:9", "x-era:era", "x-era:era"))
+	rs, fin = c.option(optSetMetaContext, metaContextRequest("era", "x-era:", "base:", "x-era:written-since:2", "x-era:written-since:9", "x-era:era", "x-era:era"))
 	var sel []string
 	ids := map[uint32]bool{}
 	for _, r := range rs {
